@@ -1,0 +1,7 @@
+// `causeway/pg`: PostgreSQL adapters over the `pg` driver.
+export * from './decision-log.js';
+export * from './fencing.js';
+export * from './participant.js';
+export * from './replica-set.js';
+export * from './replicated-pool.js';
+export * from './versioned-store.js';

@@ -1,0 +1,132 @@
+import {
+  type Attributes,
+  type Counter,
+  type MeterProvider,
+  metrics,
+  type Span,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
+
+/**
+ * Telemetry names live here and nowhere else, so dashboards can rely on them. With no
+ * OpenTelemetry SDK registered every call below is a no-op on the API's no-op objects.
+ * Attributes never carry row data or secrets.
+ */
+export const INSTRUMENTATION_NAME = 'causeway';
+
+export const SpanName = {
+  ROUTE: 'causeway.route',
+  TWO_PC: 'causeway.2pc',
+  TWO_PC_PREPARE: 'causeway.2pc.prepare',
+  TWO_PC_DECIDE: 'causeway.2pc.decide',
+  TWO_PC_COMMIT: 'causeway.2pc.commit',
+  TWO_PC_RECOVER: 'causeway.2pc.recover',
+  LEASE_ACQUIRE: 'causeway.lease.acquire',
+  FENCE_CHECK: 'causeway.fence.check',
+} as const;
+export type SpanName = (typeof SpanName)[keyof typeof SpanName];
+
+/** Span events added to the active span (cheaper than spans for per-request facts). */
+export const EventName = {
+  ROUTE: 'causeway.route',
+  INVALID_TOKEN: 'causeway.session.invalid_token',
+  STORE_FAILURE: 'causeway.session.store_failure',
+} as const;
+
+export const Attr = {
+  LEVEL: 'causeway.level',
+  TARGET: 'causeway.target',
+  NODE: 'causeway.node',
+  REASON: 'causeway.reason',
+  WAIT_MS: 'causeway.wait_ms',
+  LAG: 'causeway.lag',
+  GID: 'causeway.gid',
+  OUTCOME: 'causeway.outcome',
+  TOKEN: 'causeway.token',
+  RESOURCE: 'causeway.resource',
+  PARTICIPANT: 'causeway.participant',
+  COORDINATOR: 'causeway.coordinator',
+} as const;
+
+export const CounterName = {
+  /** Reads routed by the session router, by `causeway.target` and `causeway.reason`. */
+  ROUTED_READS: 'causeway.route.reads',
+  /** Session tokens that failed verification, by `causeway.reason`. */
+  INVALID_TOKENS: 'causeway.session.invalid_tokens',
+  /** Session store failures that made the middleware fail safe to the leader. */
+  SESSION_STORE_FAILURES: 'causeway.session.store_failures',
+  /** Finished distributed transactions, by `causeway.outcome`. */
+  TWO_PC_OUTCOMES: 'causeway.2pc.outcomes',
+  /** Writes rejected for a stale fencing token, by `causeway.resource`. */
+  FENCE_REJECTIONS: 'causeway.fence.rejections',
+} as const;
+export type CounterName = (typeof CounterName)[keyof typeof CounterName];
+
+const COUNTER_DESCRIPTIONS: Readonly<Record<CounterName, string>> = {
+  'causeway.route.reads': 'Reads routed by the session router',
+  'causeway.session.invalid_tokens': 'Session tokens that failed verification',
+  'causeway.session.store_failures': 'Session store failures (reads went to the leader)',
+  'causeway.2pc.outcomes': 'Finished distributed transactions by outcome',
+  'causeway.fence.rejections': 'Writes rejected for a stale fencing token',
+};
+
+const tracer = trace.getTracer(INSTRUMENTATION_NAME);
+
+/** The tracer all Causeway spans come from (a proxy: an SDK registered later is picked up). */
+export function getTracer() {
+  return tracer;
+}
+
+// The metrics API has no proxy provider, so counters are re-created when the global provider
+// changes (an SDK registered after import) and cached otherwise: one identity check per add.
+let counterProvider: MeterProvider | undefined;
+let counters = new Map<CounterName, Counter>();
+
+/** Adds `value` (default 1) to one of Causeway's counters. */
+export function addToCounter(name: CounterName, attributes?: Attributes, value = 1): void {
+  const provider = metrics.getMeterProvider();
+  if (provider !== counterProvider) {
+    counterProvider = provider;
+    counters = new Map();
+  }
+  let counter = counters.get(name);
+  if (counter === undefined) {
+    counter = provider
+      .getMeter(INSTRUMENTATION_NAME)
+      .createCounter(name, { description: COUNTER_DESCRIPTIONS[name] });
+    counters.set(name, counter);
+  }
+  counter.add(value, attributes);
+}
+
+/**
+ * Runs `fn` inside an active span: records an error (status ERROR) if it throws or rejects,
+ * and ends the span on every path. The error is rethrown unchanged.
+ */
+export async function withSpan<T>(
+  name: SpanName,
+  attributes: Attributes,
+  fn: (span: Span) => Promise<T> | T,
+): Promise<T> {
+  return tracer.startActiveSpan(name, { attributes }, async (span) => {
+    try {
+      return await fn(span);
+    } catch (error) {
+      recordError(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/** Records `error` on `span` and sets its status to ERROR. */
+export function recordError(span: Span, error: unknown): void {
+  if (error instanceof Error) {
+    span.recordException(error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  } else {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: String(error) });
+  }
+}
