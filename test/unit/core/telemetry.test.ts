@@ -1,0 +1,85 @@
+import { context, metrics, SpanStatusCode, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  AggregationTemporality,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CausewayError, ErrorCode } from '../../../src/errors.js';
+import { addToCounter, CounterName, SpanName, withSpan } from '../../../src/telemetry.js';
+
+const spans = new InMemorySpanExporter();
+const metricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+const reader = new PeriodicExportingMetricReader({
+  exporter: metricExporter,
+  exportIntervalMillis: 60_000,
+});
+
+beforeAll(() => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  trace.setGlobalTracerProvider(
+    new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }),
+  );
+  metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+});
+
+afterAll(() => {
+  trace.disable();
+  metrics.disable();
+  context.disable();
+});
+
+beforeEach(() => spans.reset());
+
+describe('withSpan', () => {
+  it('ends the span and returns the result', async () => {
+    const result = await withSpan(SpanName.ROUTE, { 'causeway.level': 'strong' }, async () => 42);
+    expect(result).toBe(42);
+    const [span] = spans.getFinishedSpans();
+    expect(span?.name).toBe('causeway.route');
+    expect(span?.attributes['causeway.level']).toBe('strong');
+    expect(span?.status.code).not.toBe(SpanStatusCode.ERROR);
+  });
+
+  it('records the error, sets status ERROR, ends the span and rethrows the same error', async () => {
+    const error = new CausewayError(ErrorCode.TXN_ABORTED, 'vote no');
+    await expect(
+      withSpan(SpanName.TWO_PC, {}, () => {
+        throw error;
+      }),
+    ).rejects.toBe(error);
+    const [span] = spans.getFinishedSpans();
+    expect(span?.status).toEqual({ code: SpanStatusCode.ERROR, message: 'vote no' });
+    expect(span?.events.map((e) => e.name)).toContain('exception');
+  });
+
+  it('makes the span active for nested work', async () => {
+    await withSpan(SpanName.TWO_PC, {}, async () => {
+      await withSpan(SpanName.TWO_PC_PREPARE, {}, async () => {});
+    });
+    const [child, parent] = spans.getFinishedSpans();
+    expect(child?.parentSpanContext?.spanId).toBe(parent?.spanContext().spanId);
+  });
+});
+
+describe('addToCounter', () => {
+  it('counts on the provider registered after import', async () => {
+    addToCounter(CounterName.FENCE_REJECTIONS, { 'causeway.resource': 'r' });
+    addToCounter(CounterName.FENCE_REJECTIONS, { 'causeway.resource': 'r' }, 2);
+    await reader.forceFlush();
+    const points = metricExporter
+      .getMetrics()
+      .flatMap((m) => m.scopeMetrics)
+      .flatMap((s) => s.metrics)
+      .filter((m) => m.descriptor.name === CounterName.FENCE_REJECTIONS)
+      .flatMap((m) => m.dataPoints);
+    expect(points.at(-1)?.value).toBe(3);
+  });
+});
