@@ -79,7 +79,7 @@ describe('addToCounter', () => {
       .flatMap((m) => m.scopeMetrics)
       .flatMap((s) => s.metrics)
       .filter((m) => m.descriptor.name === CounterName.FENCE_REJECTIONS)
-      .flatMap((m) => m.dataPoints);
+      .flatMap((m) => m.dataPoints as { value: unknown }[]);
     expect(points.at(-1)?.value).toBe(3);
   });
 });
