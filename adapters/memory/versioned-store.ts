@@ -1,0 +1,39 @@
+import {
+  AtomicVersionedStore,
+  type VersionedStoreOptions,
+} from '../../src/conflict/versioned-store.js';
+
+export type MemoryVersionedStoreOptions = VersionedStoreOptions;
+
+/**
+ * An in-process `VersionedStore` (tests, single-process services, a local replica for
+ * anti-entropy experiments). States are kept serialized, exactly as the other stores keep them,
+ * so a value read back is never shared with the writer. Each change runs synchronously between
+ * two awaits, which makes it atomic.
+ */
+export class MemoryVersionedStore<T> extends AtomicVersionedStore<T> {
+  readonly #states = new Map<string, string>();
+
+  constructor(options: MemoryVersionedStoreOptions) {
+    super(options);
+  }
+
+  protected async load(key: string): Promise<string | undefined> {
+    return this.#states.get(key);
+  }
+
+  protected async update<R extends { readonly state: string | undefined }>(
+    key: string,
+    change: (current: string | undefined) => R,
+  ): Promise<R> {
+    const result = change(this.#states.get(key));
+    if (result.state === undefined) this.#states.delete(key);
+    else this.#states.set(key, result.state);
+    return result;
+  }
+
+  /** Forgets every key. */
+  async close(): Promise<void> {
+    this.#states.clear();
+  }
+}

@@ -1,0 +1,213 @@
+import {
+  AtomicVersionedStore,
+  type VersionedStoreOptions,
+} from '../../src/conflict/versioned-store.js';
+import { configError } from '../../src/errors.js';
+
+/** The subset of a `pg` query result this store reads. */
+export interface PgVersionedStoreQueryResult {
+  rows: Array<Record<string, unknown>>;
+}
+
+/** The subset of a checked-out `pg` client this store uses. */
+export interface PgVersionedStoreClient {
+  query(text: string, values?: unknown[]): Promise<PgVersionedStoreQueryResult>;
+  /** Passing an error tells the pool to discard the connection. */
+  release(error?: Error | boolean): void;
+}
+
+/** The subset of a `pg.Pool` this store uses. */
+export interface PgVersionedStorePool {
+  query(text: string, values?: unknown[]): Promise<PgVersionedStoreQueryResult>;
+  connect(): Promise<PgVersionedStoreClient>;
+}
+
+export const DEFAULT_VERSIONED_STORE_TABLE = 'causeway_versioned_values';
+
+export type PgVersionedStoreOptions = VersionedStoreOptions & {
+  /** A `pg.Pool` (or anything with its `query`/`connect`) on the primary. Not ended by `close()`. */
+  readonly pool: PgVersionedStorePool;
+  /**
+   * The table, optionally schema-qualified (`schema.table`); letters, digits and `_` only.
+   * Default: `causeway_versioned_values`.
+   */
+  readonly table?: string;
+  /**
+   * Create the table (idempotently) on first use. Set `false` when migrations own the schema;
+   * run `versionedStoreSql(table)` there. Default: `true`.
+   */
+  readonly createTable?: boolean;
+  /**
+   * How many times a transaction that failed on a deadlock or serialization error is retried
+   * before the error is raised. Default: 5.
+   */
+  readonly maxRetries?: number;
+};
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** Validates and double-quotes a possibly schema-qualified table name. */
+function quoteTable(table: string): string {
+  const parts = table.split('.');
+  if (parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
+    throw configError('table must be an identifier or schema.identifier of [A-Za-z0-9_]', {
+      table,
+    });
+  }
+  return parts.map((part) => `"${part}"`).join('.');
+}
+
+/**
+ * The DDL of the store's table, for teams that run their own migrations. `state` is `text`, not
+ * `jsonb`: `jsonb` would refuse the NUL character inside JSON strings. A `NULL` state exists only
+ * inside a transaction that is creating the key.
+ */
+export function versionedStoreSql(table: string = DEFAULT_VERSIONED_STORE_TABLE): string {
+  return `CREATE TABLE IF NOT EXISTS ${quoteTable(table)} (
+  key text PRIMARY KEY,
+  state text,
+  updated_at timestamptz NOT NULL DEFAULT now()
+)`;
+}
+
+/** SQLSTATEs worth retrying: serialization_failure, deadlock_detected. */
+const RETRYABLE = new Set(['40001', '40P01']);
+/** SQLSTATEs of a concurrent `CREATE TABLE IF NOT EXISTS` that lost the race: the table exists. */
+const ALREADY_CREATED = new Set(['23505', '42P07']);
+
+function sqlState(error: unknown): unknown {
+  return typeof error === 'object' && error !== null
+    ? (error as { code?: unknown }).code
+    : undefined;
+}
+
+/**
+ * A `VersionedStore` in one PostgreSQL table, one row per key. Every write is a transaction on a
+ * checked-out client: the row is locked with `SELECT ... FOR UPDATE` (created first with
+ * `INSERT ... ON CONFLICT DO NOTHING` when missing, so that the lock exists), the handler
+ * computes the new state in this process, and the row is updated before `COMMIT`. Concurrent
+ * writers to one key queue on the row lock, so none loses a write. If the handler refuses the
+ * write, the transaction rolls back and the row is as it was.
+ */
+export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
+  readonly #pool: PgVersionedStorePool;
+  readonly #table: string;
+  readonly #createTableSql: string | undefined;
+  readonly #maxRetries: number;
+  #ready: Promise<void> | undefined;
+
+  constructor(options: PgVersionedStoreOptions) {
+    super(options);
+    if (typeof options.pool?.query !== 'function' || typeof options.pool.connect !== 'function') {
+      throw configError('pool must be a pg Pool (with query and connect)');
+    }
+    const maxRetries = options.maxRetries ?? 5;
+    if (!Number.isSafeInteger(maxRetries) || maxRetries < 0) {
+      throw configError('maxRetries must be a non-negative integer', { maxRetries });
+    }
+    this.#pool = options.pool;
+    const table = options.table ?? DEFAULT_VERSIONED_STORE_TABLE;
+    this.#table = quoteTable(table);
+    this.#createTableSql = (options.createTable ?? true) ? versionedStoreSql(table) : undefined;
+    this.#maxRetries = maxRetries;
+  }
+
+  /** Creates the table once per store; a failed attempt is retried on the next call. */
+  #ensureTable(): Promise<void> {
+    if (this.#createTableSql === undefined) return Promise.resolve();
+    this.#ready ??= this.#pool.query(this.#createTableSql).then(
+      () => undefined,
+      (error: unknown) => {
+        if (ALREADY_CREATED.has(sqlState(error) as string)) return;
+        this.#ready = undefined;
+        throw error;
+      },
+    );
+    return this.#ready;
+  }
+
+  protected async load(key: string): Promise<string | undefined> {
+    await this.#ensureTable();
+    const { rows } = await this.#pool.query(`SELECT state FROM ${this.#table} WHERE key = $1`, [
+      key,
+    ]);
+    const state = rows[0]?.['state'];
+    return typeof state === 'string' ? state : undefined;
+  }
+
+  protected async update<R extends { readonly state: string | undefined }>(
+    key: string,
+    change: (current: string | undefined) => R,
+  ): Promise<R> {
+    await this.#ensureTable();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#updateOnce(key, change);
+      } catch (error) {
+        if (attempt >= this.#maxRetries || !RETRYABLE.has(sqlState(error) as string)) throw error;
+      }
+    }
+  }
+
+  async #updateOnce<R extends { readonly state: string | undefined }>(
+    key: string,
+    change: (current: string | undefined) => R,
+  ): Promise<R> {
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      // READ COMMITTED whatever the server default: see #lockRow.
+      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED').catch((error: unknown) => {
+        broken = error instanceof Error ? error : new Error(String(error));
+        throw error;
+      });
+      try {
+        const current = await this.#lockRow(client, key);
+        const result = change(current);
+        if (result.state === undefined) {
+          await client.query(`DELETE FROM ${this.#table} WHERE key = $1`, [key]);
+        } else {
+          await client.query(
+            `UPDATE ${this.#table} SET state = $2, updated_at = now() WHERE key = $1`,
+            [key, result.state],
+          );
+        }
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+          broken =
+            rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+        });
+        throw error;
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * Locks the key's row, creating it (with a `NULL` state) when missing so that there is a row
+   * to lock, and returns its state. Under READ COMMITTED each statement sees rows committed
+   * while it waited, so a concurrent creator's row is found by the next SELECT; a loop covers
+   * the row being purged in between.
+   */
+  async #lockRow(client: PgVersionedStoreClient, key: string): Promise<string | undefined> {
+    const lockSql = `SELECT state FROM ${this.#table} WHERE key = $1 FOR UPDATE`;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const { rows } = await client.query(lockSql, [key]);
+      if (rows.length > 0) {
+        const state = rows[0]?.['state'];
+        return typeof state === 'string' ? state : undefined;
+      }
+      await client.query(
+        `INSERT INTO ${this.#table} (key, state) VALUES ($1, NULL) ON CONFLICT (key) DO NOTHING`,
+        [key],
+      );
+    }
+    throw new Error(`the row of a key in ${this.#table} keeps being deleted concurrently`);
+  }
+
+  /** Nothing to release: the pool belongs to the caller. */
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,103 @@
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  AtomicVersionedStore,
+  type VersionedStoreOptions,
+} from '../../src/conflict/versioned-store.js';
+import { CausewayError, configError, ErrorCode } from '../../src/errors.js';
+import { COMPARE_AND_SET_STATE } from './versioned-store.lua.js';
+
+/** The subset of an ioredis client this store uses. */
+export interface RedisVersionedStoreClient {
+  hmget(key: string, ...fields: string[]): Promise<Array<string | null>>;
+  evalsha(sha: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
+  eval(script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
+}
+
+export type RedisVersionedStoreOptions = VersionedStoreOptions & {
+  /** An ioredis client (or cluster client). Not closed by `close()`. */
+  readonly redis: RedisVersionedStoreClient;
+  /** Prepended to every key. Default: `causeway:vs:`. */
+  readonly keyPrefix?: string;
+  /**
+   * How many read-compute-compare-and-set rounds one write may take under contention before it
+   * fails with `CONFLICTING_WRITE` (HTTP 409: the write lost the race too often; nothing was
+   * written). Between rounds it waits a random 0..min(50, 2^round) ms. Default: 100.
+   */
+  readonly maxAttempts?: number;
+};
+
+const SCRIPT_SHA = createHash('sha1').update(COMPARE_AND_SET_STATE).digest('hex');
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/**
+ * A `VersionedStore` in Redis, one hash per key holding the serialized state and a version.
+ * The handler runs in this process, so each write reads the state and its version, computes the
+ * new state, and stores it with a Lua compare-and-set that succeeds only if the version has not
+ * moved; otherwise it reads again and retries. The script makes the check and the write one
+ * atomic step on the server, so a concurrent write is never overwritten unseen.
+ */
+export class RedisVersionedStore<T> extends AtomicVersionedStore<T> {
+  readonly #redis: RedisVersionedStoreClient;
+  readonly #keyPrefix: string;
+  readonly #maxAttempts: number;
+
+  constructor(options: RedisVersionedStoreOptions) {
+    super(options);
+    if (typeof options.redis?.evalsha !== 'function' || typeof options.redis.hmget !== 'function') {
+      throw configError('redis must be an ioredis client');
+    }
+    const maxAttempts = options.maxAttempts ?? 100;
+    if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
+      throw configError('maxAttempts must be a positive integer', { maxAttempts });
+    }
+    this.#redis = options.redis;
+    this.#keyPrefix = options.keyPrefix ?? 'causeway:vs:';
+    this.#maxAttempts = maxAttempts;
+  }
+
+  async #read(key: string): Promise<{ state: string | undefined; version: string }> {
+    const [state, version] = await this.#redis.hmget(this.#keyPrefix + key, 's', 'v');
+    return { state: state ?? undefined, version: version ?? '' };
+  }
+
+  protected async load(key: string): Promise<string | undefined> {
+    return (await this.#read(key)).state;
+  }
+
+  protected async update<R extends { readonly state: string | undefined }>(
+    key: string,
+    change: (current: string | undefined) => R,
+  ): Promise<R> {
+    for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
+      if (attempt > 0) await sleep(Math.random() * Math.min(50, 2 ** attempt));
+      const { state, version } = await this.#read(key);
+      const result = change(state);
+      if (await this.#compareAndSet(key, version, result.state)) return result;
+    }
+    throw new CausewayError(
+      ErrorCode.CONFLICTING_WRITE,
+      `gave up after ${this.#maxAttempts} attempts: other writers kept changing the key`,
+      { details: { attempts: this.#maxAttempts } },
+    );
+  }
+
+  /** Stores `state` (removes the key when `undefined`) if its version is still `version`. */
+  async #compareAndSet(key: string, version: string, state: string | undefined): Promise<boolean> {
+    const args = [this.#keyPrefix + key, version, state ?? '', randomUUID()];
+    let written: unknown;
+    try {
+      written = await this.#redis.evalsha(SCRIPT_SHA, 1, ...args);
+    } catch (error) {
+      // A server that restarted or was flushed has forgotten the script: send it in full.
+      if (!String((error as { message?: unknown })?.message).startsWith('NOSCRIPT')) throw error;
+      written = await this.#redis.eval(COMPARE_AND_SET_STATE, 1, ...args);
+    }
+    return written === 1;
+  }
+
+  /** Nothing to release: the client belongs to the caller. */
+  async close(): Promise<void> {}
+}
