@@ -1,0 +1,290 @@
+import { randomUUID } from 'node:crypto';
+import { configError } from '../../src/errors.js';
+import {
+  type AcquireOptions,
+  assertFencingToken,
+  assertResource,
+  type FenceGuard,
+  type Lease,
+  type LeaseManager,
+  leaseNotHeld,
+  resolveAcquireOptions,
+  staleFencingToken,
+  traceFenceCheck,
+  traceLeaseAcquire,
+} from '../../src/txn/fencing.js';
+
+/** The part of a `pg` client (or pool) the fencing adapters use. */
+export interface PgFencingQueryable {
+  query(
+    text: string,
+    values?: unknown[],
+  ): Promise<{ rows: Record<string, unknown>[]; rowCount?: number | null }>;
+}
+
+/** The part of a checked-out `pg` client the fencing adapters use. */
+export interface PgFencingClient extends PgFencingQueryable {
+  release(error?: Error | boolean): void;
+}
+
+/** The part of a `pg.Pool` the fencing adapters use. */
+export interface PgFencingPool extends PgFencingQueryable {
+  connect(): Promise<PgFencingClient>;
+}
+
+/** Default table of `PgLeaseManager`. */
+export const DEFAULT_PG_LEASE_TABLE = 'causeway_leases';
+/** Default table of `PgFenceGuard`. */
+export const DEFAULT_PG_FENCE_TABLE = 'causeway_fences';
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** Quotes `table` or `schema.table`; each part a plain identifier (letters, digits, `_`). */
+function quoteTable(table: unknown, owner: string): string {
+  const parts = typeof table === 'string' ? table.split('.') : [];
+  if (parts.length < 1 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
+    throw configError(
+      `${owner}: table must be "name" or "schema.name" of letters, digits and underscores`,
+      { table: String(table) },
+    );
+  }
+  return parts.map((part) => `"${part}"`).join('.');
+}
+
+/**
+ * The lease table: one row per resource, never deleted, so `token` (the last one granted) only
+ * grows. `expires_at` is by the database's clock.
+ */
+export function pgLeaseTableSql(table = DEFAULT_PG_LEASE_TABLE): string {
+  return `CREATE TABLE IF NOT EXISTS ${quoteTable(table, 'pgLeaseTableSql')} (
+  resource text PRIMARY KEY,
+  holder text NOT NULL,
+  token bigint NOT NULL CHECK (token > 0),
+  expires_at timestamptz NOT NULL
+)`;
+}
+
+/** The fence table: the newest token each guarded resource has seen. */
+export function pgFenceTableSql(table = DEFAULT_PG_FENCE_TABLE): string {
+  return `CREATE TABLE IF NOT EXISTS ${quoteTable(table, 'pgFenceTableSql')} (
+  resource text PRIMARY KEY,
+  max_token bigint NOT NULL CHECK (max_token >= 0)
+)`;
+}
+
+interface PgFencingOptions {
+  /** A `pg.Pool` (or anything with `query` and `connect`); the caller keeps ownership. */
+  pool: PgFencingPool;
+  /**
+   * Create the table on first use (`CREATE TABLE IF NOT EXISTS`, through the pool, once per
+   * instance). Default: true. Set false if
+   * you run `pgLeaseTableSql()` / `pgFenceTableSql()` in your own migrations.
+   */
+  createTable?: boolean;
+}
+
+export interface PgLeaseManagerOptions extends PgFencingOptions {
+  /** Lease table, `name` or `schema.name`. Default: `causeway_leases`. */
+  table?: string;
+}
+
+export interface PgFenceGuardOptions extends PgFencingOptions {
+  /** Fence table, `name` or `schema.name`. Default: `causeway_fences`. */
+  table?: string;
+}
+
+/** Options of `PgFenceGuard.check`. */
+export interface PgFenceCheckOptions {
+  /**
+   * The guarded transaction's client: the check then commits or rolls back with the write.
+   * Default: the pool, in a transaction of its own — that only advances the fence (useful right
+   * after acquiring a lease, to shut out older holders at once); it guards no write.
+   */
+  client?: PgFencingQueryable;
+}
+
+function resolvePool(options: PgFencingOptions | undefined, owner: string): PgFencingPool {
+  const pool = options?.pool;
+  if (typeof pool?.query !== 'function' || typeof pool.connect !== 'function') {
+    throw configError(`${owner}: pool must be a pg Pool (with query and connect)`);
+  }
+  if (options?.createTable !== undefined && typeof options.createTable !== 'boolean') {
+    throw configError(`${owner}: createTable must be a boolean`);
+  }
+  return pool;
+}
+
+/**
+ * Runs `CREATE TABLE IF NOT EXISTS` once. Two sessions creating the same table at once can
+ * still collide in the catalog (23505/42P07); the table exists then, which is all we need.
+ * A failure is not cached, so the next call tries again.
+ */
+function tableCreator(pool: PgFencingPool, sql: string, enabled: boolean): () => Promise<void> {
+  let created: Promise<void> | undefined = enabled ? undefined : Promise.resolve();
+  return () => {
+    created ??= pool.query(sql).then(
+      () => undefined,
+      (error: unknown) => {
+        const code = (error as { code?: unknown } | null)?.code;
+        if (code === '23505' || code === '42P07') return;
+        created = undefined;
+        throw error;
+      },
+    );
+    return created;
+  };
+}
+
+const EPOCH_MS = '(extract(epoch FROM expires_at) * 1000)::bigint::text AS expires_at_ms';
+
+/**
+ * Leases in a PostgreSQL table, timed by the database's clock (`clock_timestamp()`), so that
+ * the application servers' clocks do not matter. Acquire, renew and release are one statement
+ * each. The row of a resource is never deleted (release only expires it), so its token grows
+ * across holders, releases and restarts of the database.
+ */
+export class PgLeaseManager implements LeaseManager {
+  readonly #pool: PgFencingPool;
+  readonly #ensureTable: () => Promise<void>;
+  readonly #acquireSql: string;
+  readonly #renewSql: string;
+  readonly #releaseSql: string;
+
+  constructor(options: PgLeaseManagerOptions) {
+    this.#pool = resolvePool(options, 'PgLeaseManager');
+    const tableName = options.table ?? DEFAULT_PG_LEASE_TABLE;
+    const table = quoteTable(tableName, 'PgLeaseManager');
+    const createTable = options.createTable ?? true;
+    this.#ensureTable = tableCreator(this.#pool, pgLeaseTableSql(tableName), createTable);
+    // A row that is not returned is live and another holder's: the WHERE of DO UPDATE failed.
+    this.#acquireSql = `INSERT INTO ${table} AS t (resource, holder, token, expires_at)
+VALUES ($1, $2, 1, clock_timestamp() + $3::float8 * interval '1 millisecond')
+ON CONFLICT (resource) DO UPDATE
+SET holder = excluded.holder, token = t.token + 1, expires_at = excluded.expires_at
+WHERE t.expires_at <= clock_timestamp() OR t.holder = excluded.holder
+RETURNING token::text AS token, ${EPOCH_MS}`;
+    this.#renewSql = `UPDATE ${table}
+SET expires_at = clock_timestamp() + $4::float8 * interval '1 millisecond'
+WHERE resource = $1 AND holder = $2 AND token = $3::bigint AND expires_at > clock_timestamp()
+RETURNING ${EPOCH_MS}`;
+    this.#releaseSql = `UPDATE ${table} SET expires_at = clock_timestamp()
+WHERE resource = $1 AND holder = $2 AND token = $3::bigint AND expires_at > clock_timestamp()`;
+  }
+
+  acquire(resource: string, options: AcquireOptions): Promise<Lease> {
+    return traceLeaseAcquire(resource, async () => {
+      const { ttlMs, holder } = resolveAcquireOptions(resource, options, randomUUID);
+      await this.#ensureTable();
+      const { rows } = await this.#pool.query(this.#acquireSql, [resource, holder, ttlMs]);
+      const row = rows[0];
+      if (row === undefined) {
+        throw leaseNotHeld(resource, `Lease "${resource}" is held by another holder`);
+      }
+      return this.#lease(resource, holder, BigInt(String(row['token'])), row, ttlMs);
+    });
+  }
+
+  /** Nothing to release: the pool belongs to the caller. */
+  async close(): Promise<void> {}
+
+  #lease(
+    resource: string,
+    holder: string,
+    token: bigint,
+    row: Record<string, unknown>,
+    ttlMs: number,
+  ): Lease {
+    const key = [resource, holder, token.toString()];
+    return {
+      resource,
+      token,
+      expiresAt: new Date(Number(row['expires_at_ms'])),
+      renew: async () => {
+        const { rows } = await this.#pool.query(this.#renewSql, [...key, ttlMs]);
+        const renewed = rows[0];
+        if (renewed === undefined) {
+          throw leaseNotHeld(resource, `Lease "${resource}" expired or was taken over`);
+        }
+        return this.#lease(resource, holder, token, renewed, ttlMs);
+      },
+      release: async () => {
+        await this.#pool.query(this.#releaseSql, key);
+      },
+    };
+  }
+}
+
+/**
+ * Checks fencing tokens in a PostgreSQL table, in the guarded write's own transaction: one
+ * upsert that records the token unless a newer one is there. Concurrent checks of a resource
+ * queue on its row lock, so of two writers the older token always loses, and a rolled-back
+ * write takes its check with it. Use `write()` for the whole begin-check-write-commit pattern.
+ */
+export class PgFenceGuard implements FenceGuard<PgFenceCheckOptions> {
+  readonly #pool: PgFencingPool;
+  readonly #ensureTable: () => Promise<void>;
+  readonly #checkSql: string;
+
+  constructor(options: PgFenceGuardOptions) {
+    this.#pool = resolvePool(options, 'PgFenceGuard');
+    const tableName = options.table ?? DEFAULT_PG_FENCE_TABLE;
+    const table = quoteTable(tableName, 'PgFenceGuard');
+    const createTable = options.createTable ?? true;
+    this.#ensureTable = tableCreator(this.#pool, pgFenceTableSql(tableName), createTable);
+    this.#checkSql = `INSERT INTO ${table} AS f (resource, max_token) VALUES ($1, $2::bigint)
+ON CONFLICT (resource) DO UPDATE SET max_token = excluded.max_token
+WHERE f.max_token <= excluded.max_token
+RETURNING 1 AS passed`;
+  }
+
+  /**
+   * Passes if `token` is at least the newest recorded for `resource` and records it, or
+   * rejects with `STALE_FENCING_TOKEN`. Pass the guarded transaction's client in
+   * `options.client` (and roll back on rejection) so the check commits with the write.
+   */
+  async check(resource: string, token: bigint, options: PgFenceCheckOptions = {}): Promise<void> {
+    assertResource(resource);
+    assertFencingToken(token);
+    await traceFenceCheck(resource, token, async () => {
+      await this.#ensureTable();
+      const client = options.client ?? this.#pool;
+      const { rows } = await client.query(this.#checkSql, [resource, token.toString()]);
+      if (rows.length === 0) throw staleFencingToken(resource, token);
+    });
+  }
+
+  /**
+   * The guarded write: takes a client from the pool, `BEGIN`s, checks `token`, runs `fn` with
+   * the client, and `COMMIT`s — or rolls back if the token is stale (`STALE_FENCING_TOKEN`,
+   * `fn` not called) or `fn` throws. Resolves to what `fn` returns.
+   */
+  async write<T>(
+    resource: string,
+    token: bigint,
+    fn: (client: PgFencingQueryable) => Promise<T>,
+  ): Promise<T> {
+    assertResource(resource);
+    assertFencingToken(token);
+    await this.#ensureTable();
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      await this.check(resource, token, { client });
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+        broken = rollbackError instanceof Error ? rollbackError : new Error('ROLLBACK failed');
+      });
+      throw error;
+    } finally {
+      // A client whose rollback failed is in an unknown state: passing the error makes pg drop it.
+      client.release(broken);
+    }
+  }
+
+  /** Nothing to release: the pool belongs to the caller. */
+  async close(): Promise<void> {}
+}
