@@ -1,0 +1,270 @@
+import { configError, invalidInput } from '../../src/errors.js';
+import type {
+  BranchStatus,
+  Participant,
+  ParticipantBranch,
+  ParticipantQueryResult,
+  PreparedBranch,
+  PreparedInfo,
+} from '../../src/txn/participant.js';
+import {
+  gidLiteral,
+  type PgTxnClient,
+  type PgTxnPool,
+  prepareRefused,
+  resolvePgTxnPool,
+  single,
+  sqlState,
+} from './txn-sql.js';
+
+export type { PgTxnClient, PgTxnPool, PgTxnQueryable, PgTxnQueryResult } from './txn-sql.js';
+
+export interface PgParticipantOptions {
+  /** A `pg` Pool on the participant's database (the caller keeps ownership: `close()` leaves it open). */
+  pool: PgTxnPool;
+}
+
+/** `pg`'s default pool size, used when the pool does not say. */
+const PG_DEFAULT_POOL_SIZE = 10;
+/** `pg_xact_status`, `pg_current_xact_id` and `pg_snapshot_xmax` arrived in PostgreSQL 13. */
+const MIN_SERVER_VERSION = 130_000;
+const HALF_XID_SPACE = 2n ** 31n;
+/** SQLSTATE for "prepared transaction with identifier ... does not exist". */
+const UNDEFINED_OBJECT = '42704';
+
+/**
+ * Statements PostgreSQL cannot prepare (or that would outlive the branch on a pooled
+ * connection), found in the text with comments and literals blanked out first.
+ */
+const UNPREPARABLE: readonly { pattern: RegExp; what: string }[] = [
+  { pattern: /\bCREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?\b/i, what: 'temporary tables' },
+  { pattern: /\bINTO\s+TEMP(?:ORARY)?\b/i, what: 'temporary tables' },
+  { pattern: /(?:^|;)\s*(?:LISTEN|UNLISTEN|NOTIFY)\b/i, what: 'LISTEN/UNLISTEN/NOTIFY' },
+  { pattern: /\bpg_notify\s*\(/i, what: 'NOTIFY (pg_notify)' },
+  { pattern: /\bWITH\s+HOLD\b/i, what: 'WITH HOLD cursors' },
+  {
+    pattern: /\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i,
+    what: 'session-level advisory locks (use pg_advisory_xact_lock)',
+  },
+];
+
+/** Blanks comments, string literals, quoted identifiers and dollar-quoted bodies. */
+function codeOnly(text: string): string {
+  return text.replace(
+    /--[^\n]*|\/\*[\s\S]*?\*\/|'(?:[^']|'')*'|"(?:[^"]|"")*"|(\$[A-Za-z_0-9]*\$)[\s\S]*?\1/g,
+    ' ',
+  );
+}
+
+/** Rejects, before it is sent, a statement that would make the branch unpreparable. */
+export function assertPreparable(text: string): void {
+  const code = codeOnly(text);
+  for (const { pattern, what } of UNPREPARABLE) {
+    if (pattern.test(code)) {
+      throw invalidInput(
+        `PostgreSQL cannot PREPARE a transaction that uses ${what}; ` +
+          'run this statement outside the distributed transaction',
+      );
+    }
+  }
+}
+
+/**
+ * A PostgreSQL participant: each branch is a transaction on a client of its own from `pool`,
+ * prepared with `PREPARE TRANSACTION`; phase two (`COMMIT PREPARED`/`ROLLBACK PREPARED`) runs on
+ * any pooled connection, outside a transaction block. Needs PostgreSQL 13 or newer with
+ * `max_prepared_transactions` at least the pool's size (checked on first use: `CONFIG`).
+ */
+export class PgParticipant implements Participant {
+  private readonly pool: PgTxnPool;
+  private readonly poolSize: number;
+  private checked: Promise<void> | undefined;
+  /** Set once the server passed the check, so later calls skip even the await. */
+  private verified = false;
+
+  constructor(options: PgParticipantOptions) {
+    this.pool = resolvePgTxnPool(options?.pool, 'PgParticipant');
+    this.poolSize = options.pool.options?.max ?? PG_DEFAULT_POOL_SIZE;
+  }
+
+  async begin(): Promise<ParticipantBranch> {
+    if (!this.verified) await this.ready();
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+    } catch (error) {
+      client.release(error instanceof Error ? error : true);
+      throw error;
+    }
+    return new PgBranch(client);
+  }
+
+  async commitPrepared(gid: string): Promise<boolean> {
+    return this.finish(`COMMIT PREPARED ${gidLiteral(gid)}`);
+  }
+
+  async rollbackPrepared(gid: string): Promise<boolean> {
+    return this.finish(`ROLLBACK PREPARED ${gidLiteral(gid)}`);
+  }
+
+  async listPrepared(prefix: string): Promise<PreparedBranch[]> {
+    if (!this.verified) await this.ready();
+    // The xid column is 32 bits; its 64-bit form (what pg_xact_status takes) is the one
+    // nearest the next xid (a branch may be prepared after the snapshot, so just above it).
+    const result = single(
+      await this.pool.query(
+        `SELECT gid, prepared, owner, database, transaction::text AS xid,
+                (extract(epoch FROM now() - prepared) * 1000)::float8 AS age_ms,
+                pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid
+           FROM pg_prepared_xacts
+          WHERE database = current_database() AND starts_with(gid, $1)
+          ORDER BY prepared`,
+        [prefix],
+      ),
+    );
+    return result.rows.map((row) => {
+      const next = BigInt(String(row['next_xid']));
+      const low = BigInt(String(row['xid']));
+      const ahead = low - (next & 0xffffffffn);
+      const epoch =
+        (next >> 32n) + (ahead > HALF_XID_SPACE ? -1n : ahead < -HALF_XID_SPACE ? 1n : 0n);
+      return {
+        gid: String(row['gid']),
+        preparedAt: row['prepared'] as Date,
+        ageMs: Math.max(0, Number(row['age_ms'])),
+        xid: String((epoch << 32n) | low),
+        owner: String(row['owner']),
+        database: String(row['database']),
+      };
+    });
+  }
+
+  async branchStatus(xid: string): Promise<BranchStatus> {
+    if (!/^\d{1,20}$/.test(xid)) throw invalidInput('an xid is a decimal number');
+    const result = single(
+      await this.pool.query('SELECT pg_xact_status($1::xid8) AS status', [xid]),
+    );
+    const status = result.rows[0]?.['status'];
+    return status === 'committed' || status === 'aborted' || status === 'in progress'
+      ? status
+      : 'unknown';
+  }
+
+  async close(): Promise<void> {}
+
+  private async finish(sql: string): Promise<boolean> {
+    if (!this.verified) await this.ready();
+    try {
+      await this.pool.query(sql);
+      return true;
+    } catch (error) {
+      if (sqlState(error) === UNDEFINED_OBJECT) return false;
+      throw error;
+    }
+  }
+
+  /** Checks the server once: version and `max_prepared_transactions`. */
+  private ready(): Promise<void> {
+    this.checked ??= this.checkServer().then(
+      () => {
+        this.verified = true;
+      },
+      (error: unknown) => {
+        this.checked = undefined;
+        throw error;
+      },
+    );
+    return this.checked;
+  }
+
+  private async checkServer(): Promise<void> {
+    const row = single(
+      await this.pool.query(
+        `SELECT current_setting('max_prepared_transactions')::int AS max_prepared,
+                current_setting('server_version_num')::int AS version,
+                current_database() AS database`,
+      ),
+    ).rows[0];
+    const maxPrepared = Number(row?.['max_prepared']);
+    const version = Number(row?.['version']);
+    const database = String(row?.['database']);
+    if (version < MIN_SERVER_VERSION) {
+      throw configError(
+        `PgParticipant needs PostgreSQL 13 or newer (database "${database}" runs ${version})`,
+      );
+    }
+    if (maxPrepared === 0 || maxPrepared < this.poolSize) {
+      throw configError(
+        `max_prepared_transactions is ${maxPrepared} on database "${database}"` +
+          (maxPrepared === 0 ? ', so PREPARE TRANSACTION is disabled' : '') +
+          `; set it to at least ${this.poolSize} (the pool's size), e.g. ` +
+          `ALTER SYSTEM SET max_prepared_transactions = ${Math.max(this.poolSize, 64)}, ` +
+          'then restart PostgreSQL (the setting only takes effect at server start; a standby ' +
+          'needs a value at least as high as its primary)',
+        { database, maxPreparedTransactions: maxPrepared, poolSize: this.poolSize },
+      );
+    }
+  }
+}
+
+/** A transaction on one client; the client goes back to the pool on prepare or rollback. */
+class PgBranch implements ParticipantBranch {
+  private client: PgTxnClient | undefined;
+
+  constructor(client: PgTxnClient) {
+    this.client = client;
+  }
+
+  async query<Row = Record<string, unknown>>(
+    text: string,
+    values?: readonly unknown[],
+  ): Promise<ParticipantQueryResult<Row>> {
+    const client = this.open();
+    assertPreparable(text);
+    const result = single(await client.query(text, values === undefined ? undefined : [...values]));
+    return { rows: result.rows as Row[], rowCount: result.rowCount ?? null };
+  }
+
+  async prepare(gid: string): Promise<PreparedInfo> {
+    const literal = gidLiteral(gid);
+    const client = this.open();
+    this.client = undefined;
+    try {
+      // One round trip: the branch's 64-bit xid (to check its fate later), then the prepare.
+      const results = await client.query(
+        `SELECT pg_current_xact_id()::text AS xid; PREPARE TRANSACTION ${literal}`,
+      );
+      const [selected, prepared] = Array.isArray(results) ? results : [results];
+      // PREPARE in a failed transaction rolls back instead (command ROLLBACK).
+      if (prepared?.command !== 'PREPARE') {
+        throw new Error('the transaction had failed and was rolled back');
+      }
+      client.release();
+      return { xid: String(selected?.rows[0]?.['xid']) };
+    } catch (error) {
+      await endAndRelease(client);
+      throw prepareRefused(error);
+    }
+  }
+
+  async rollback(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    if (client !== undefined) await endAndRelease(client);
+  }
+
+  private open(): PgTxnClient {
+    if (this.client === undefined) throw invalidInput('the branch is already finished');
+    return this.client;
+  }
+}
+
+/** Ends whatever transaction the client is in and returns it (destroyed if broken). */
+async function endAndRelease(client: PgTxnClient): Promise<void> {
+  try {
+    await client.query('ROLLBACK');
+    client.release();
+  } catch (error) {
+    client.release(error instanceof Error ? error : true);
+  }
+}

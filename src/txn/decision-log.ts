@@ -1,0 +1,36 @@
+/**
+ * The coordinator's durable memory and the commit point of every transaction: once a commit
+ * decision is recorded the transaction commits, whatever crashes. Implementations:
+ * `PgDecisionLog` (`causeway/pg`) and `MemoryDecisionLog` (`causeway/memory`).
+ */
+
+export type Decision = 'commit' | 'abort';
+
+export interface DecisionRecord {
+  /** The transaction's gid (`cw:<coordinatorId>:<txnId>`). */
+  readonly gid: string;
+  readonly decision: Decision;
+  /** Participants that may hold a branch of the transaction. */
+  readonly participants: readonly string[];
+  /** When it was recorded, by the log's clock. */
+  readonly decidedAt: Date;
+  /** How long ago it was recorded, by the log's clock (no skew with the caller's). */
+  readonly ageMs: number;
+}
+
+export interface DecisionLog {
+  /**
+   * Records `decision` for `gid` unless a decision exists, and resolves to the decision that
+   * holds: write-once, so the first of the coordinator's commit and recovery's presumed abort
+   * wins and the loser obeys it. Safe to retry.
+   */
+  record(gid: string, decision: Decision, participants: readonly string[]): Promise<DecisionRecord>;
+  /** The decision for `gid`, if any. */
+  get(gid: string): Promise<DecisionRecord | undefined>;
+  /** Every decision whose gid starts with `prefix` (compared byte for byte, no patterns). */
+  list(prefix: string): Promise<DecisionRecord[]>;
+  /** Deletes finished decisions (no branch left prepared). Unknown gids are ignored. */
+  forget(gids: readonly string[]): Promise<void>;
+  /** Releases what the log opened itself (not a pool it was given). */
+  close(): Promise<void>;
+}

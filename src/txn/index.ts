@@ -1,0 +1,30 @@
+export {
+  type TransactionBranch,
+  type TransactionOptions,
+  type TransactionResult,
+  TwoPhaseCoordinator,
+  type TwoPhaseCoordinatorOptions,
+  type TwoPhaseHooks,
+  type TwoPhaseStep,
+  type TwoPhaseStepInfo,
+  type TwoPhaseTransaction,
+} from './coordinator.js';
+export type { Decision, DecisionLog, DecisionRecord } from './decision-log.js';
+export type { AcquireOptions, FenceGuard, Lease, LeaseManager } from './fencing.js';
+export { MAX_FENCING_TOKEN, MAX_RESOURCE_LENGTH, parseFencingToken } from './fencing.js';
+export {
+  coordinatorPrefix,
+  GID_SCHEME,
+  MAX_GID_BYTES,
+  type ParsedGid,
+  parseGid,
+} from './gid.js';
+export type {
+  BranchStatus,
+  Participant,
+  ParticipantBranch,
+  ParticipantQueryResult,
+  PreparedBranch,
+  PreparedInfo,
+} from './participant.js';
+export type { HeuristicEvent, RecoveryReport } from './recovery.js';

@@ -1,0 +1,133 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testEnv } from '../../harness/env.js';
+import { namespace, type Pair, pair } from './helpers.js';
+
+const CLI = fileURLToPath(new URL('../../../src/cli/causeway.ts', import.meta.url));
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('causeway txn list|resolve', () => {
+  let db: Pair;
+  let connection: string[];
+
+  /** Leaves a transaction prepared on both databases, as a coordinator crash would. */
+  async function strand(id: number, crashAt: 'after-decision' | 'before-decision') {
+    let gid = '';
+    const coordinator = db.coordinator({
+      hooks: {
+        onStep: (step, info) => {
+          gid = info.gid;
+          if (step === crashAt || (crashAt === 'before-decision' && step === 'after-prepare')) {
+            if (crashAt === 'after-decision' || info.participant === 'perms')
+              throw new Error('crash');
+          }
+        },
+      },
+    });
+    await coordinator
+      .transaction(async (tx) => {
+        await tx.participant('users').query(`INSERT INTO ${db.table} VALUES ($1)`, [id]);
+        await tx.participant('perms').query(`INSERT INTO ${db.table} VALUES ($1)`, [id]);
+      })
+      .catch(() => {});
+    await coordinator.close();
+    return gid;
+  }
+
+  beforeAll(async () => {
+    const env = testEnv();
+    db = await pair(env.primaryUrl, env.primary2Url, namespace('cli'));
+    connection = [
+      '-p',
+      `users=${env.primaryUrl}`,
+      '-p',
+      `perms=${env.primary2Url}`,
+      '--log',
+      env.primaryUrl,
+      '--log-table',
+      db.logTable,
+    ];
+  });
+
+  afterAll(async () => {
+    expect(await db.prepared()).toEqual([]);
+    await db.drop();
+  });
+
+  it('prints usage and exits 2 on bad usage', async () => {
+    const none = await cli([]);
+    expect(none.code).toBe(2);
+    expect(none.stdout).toContain('causeway txn list');
+    const unknown = await cli(['txn', 'frobnicate']);
+    expect(unknown.code).toBe(2);
+    const noParticipants = await cli(['txn', 'list'], { CAUSEWAY_PARTICIPANTS: '' });
+    expect(noParticipants.code).toBe(2);
+    const badGid = await cli(['txn', 'resolve', "cw:x'y", ...connection]);
+    expect(badGid.code).toBe(2);
+    expect(badGid.stderr).toContain('not a Causeway gid');
+  });
+
+  it('lists a committed-but-unfinished transaction and resolves it to its logged decision', async () => {
+    const gid = await strand(1, 'after-decision');
+    const listed = await cli(['txn', 'list', '--coordinator', db.coordinatorId, ...connection]);
+    expect(listed.code).toBe(0);
+    const lines = listed.stdout.split('\n').filter((line) => line.includes(gid));
+    expect(lines).toHaveLength(2);
+    for (const line of lines)
+      expect(line).toMatch(new RegExp(`${db.coordinatorId}\\s+\\w+\\s+commit`));
+    const json = JSON.parse(
+      (await cli(['txn', 'list', '--json', '-c', db.coordinatorId, ...connection])).stdout,
+    ) as { gid: string; participant: string; decision: string; server: string }[];
+    expect(json.map((row) => [row.participant, row.server, row.decision]).sort()).toEqual([
+      ['perms', 'perms', 'commit'],
+      ['users', 'users', 'commit'],
+    ]);
+
+    const contradict = await cli(['txn', 'resolve', gid, '--rollback', ...connection]);
+    expect(contradict.code).toBe(3);
+    expect(contradict.stderr).toContain('logged decision');
+    expect(await db.prepared()).toHaveLength(2);
+
+    const resolved = await cli(['txn', 'resolve', gid, ...connection]);
+    expect(resolved.code).toBe(0);
+    expect(resolved.stdout).toContain('committed');
+    expect(await db.rows()).toEqual({ users: [1], perms: [1] });
+    expect(await db.prepared()).toEqual([]);
+  });
+
+  it('refuses to guess without a decision, and records an explicit rollback first', async () => {
+    const gid = await strand(2, 'before-decision');
+    expect(await db.prepared()).toHaveLength(2);
+    const listed = await cli(['txn', 'list', '-c', db.coordinatorId, ...connection]);
+    expect(listed.stdout).toMatch(/none/);
+    const guess = await cli(['txn', 'resolve', gid, ...connection]);
+    expect(guess.code).toBe(3);
+    expect(guess.stderr).toContain('--commit or --rollback');
+    const rolled = await cli(['txn', 'resolve', `${gid}:users`, '--rollback', ...connection]);
+    expect(rolled.code).toBe(0);
+    expect(await db.prepared()).toEqual([]);
+    expect((await db.rows()).users).not.toContain(2);
+    expect((await db.decisions()).find((d) => d.gid === gid)?.decision).toBe('abort');
+    const empty = await cli(['txn', 'list', '-c', db.coordinatorId, ...connection]);
+    expect(empty.stdout).toContain('no prepared transactions');
+  });
+});

@@ -1,0 +1,47 @@
+/**
+ * Child process for the crash-point tests: runs one signup transaction (a row in each of two
+ * databases) and SIGKILLs itself at the step named in its argument, the way a crashed
+ * coordinator stops: no cleanup, no rollback, connections cut by the kernel.
+ */
+import pg from 'pg';
+import { PgDecisionLog } from '../../../adapters/pg/decision-log.js';
+import { PgParticipant } from '../../../adapters/pg/participant.js';
+import { TwoPhaseCoordinator, type TwoPhaseStep } from '../../../src/txn/coordinator.js';
+
+export interface CrashChildArgs {
+  usersUrl: string;
+  permsUrl: string;
+  table: string;
+  logTable: string;
+  coordinatorId: string;
+  id: number;
+  step: TwoPhaseStep;
+  /** For the per-participant steps: which participant's step to die at. */
+  participant?: string;
+}
+
+const args = JSON.parse(process.argv[2] ?? '{}') as CrashChildArgs;
+const users = new pg.Pool({ connectionString: args.usersUrl, max: 2 });
+const perms = new pg.Pool({ connectionString: args.permsUrl, max: 2 });
+const coordinator = new TwoPhaseCoordinator({
+  coordinatorId: args.coordinatorId,
+  log: new PgDecisionLog({ pool: users, table: args.logTable }),
+  participants: {
+    users: new PgParticipant({ pool: users }),
+    perms: new PgParticipant({ pool: perms }),
+  },
+  hooks: {
+    onStep: (step, info) => {
+      if (step !== args.step) return;
+      if (args.participant !== undefined && info.participant !== args.participant) return;
+      process.stdout.write(`${info.gid}\n`);
+      process.kill(process.pid, 'SIGKILL');
+    },
+  },
+});
+await coordinator.transaction(async (tx) => {
+  await tx.participant('users').query(`INSERT INTO ${args.table} (id) VALUES ($1)`, [args.id]);
+  await tx.participant('perms').query(`INSERT INTO ${args.table} (id) VALUES ($1)`, [args.id]);
+});
+// Reaching here means the step never came: the parent test fails on the exit code.
+process.exit(0);
