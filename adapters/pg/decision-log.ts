@@ -1,12 +1,12 @@
 import type { Decision, DecisionLog, DecisionRecord } from '../../src/txn/decision-log.js';
-import { type PgTxnPool, quotePgTable, resolvePgTxnPool, single, sqlState } from './txn-sql.js';
+import { type PgQueryablePool, quoteTable, resolvePool, sqlState, TableCreator } from './sql.js';
 
 /** Default table of `PgDecisionLog`. */
 export const DEFAULT_PG_DECISION_TABLE = 'causeway_2pc_decisions';
 
 /** The decision table, for teams that run their own migrations (idempotent). */
 export function pgDecisionLogTableSql(table = DEFAULT_PG_DECISION_TABLE): string {
-  return `CREATE TABLE IF NOT EXISTS ${quotePgTable(table, 'pgDecisionLogTableSql')} (
+  return `CREATE TABLE IF NOT EXISTS ${quoteTable(table, 'pgDecisionLogTableSql')} (
   gid text PRIMARY KEY,
   decision text NOT NULL CHECK (decision IN ('commit', 'abort')),
   participants text[] NOT NULL,
@@ -19,7 +19,7 @@ export interface PgDecisionLogOptions {
    * A `pg` Pool on the database that keeps decisions; usually one participant's database, so
    * the log is exactly as available as that participant. The caller keeps ownership.
    */
-  pool: PgTxnPool;
+  pool: PgQueryablePool;
   /** Table name (`name` or `schema.name`). Default: `causeway_2pc_decisions`. */
   table?: string;
   /** Create the table on first use (idempotent). Default: `true`. */
@@ -48,21 +48,18 @@ const AGE = '(extract(epoch FROM now() - decided_at) * 1000)::float8 AS age_ms';
  * commits (with the server's `synchronous_commit`).
  */
 export class PgDecisionLog implements DecisionLog {
-  private readonly pool: PgTxnPool;
-  private readonly table: string;
-  private readonly createTable: boolean;
+  private readonly pool: PgQueryablePool;
   private readonly sql: { record: string; get: string; list: string; forget: string };
-  private created: Promise<void> | undefined;
-  /** Set once the table exists (or creating it is off), so later calls skip even the await. */
-  private tableReady: boolean;
+  private readonly table: TableCreator;
 
   constructor(options: PgDecisionLogOptions) {
-    this.pool = resolvePgTxnPool(options?.pool, 'PgDecisionLog');
+    this.pool = resolvePool(options?.pool, 'PgDecisionLog');
     const table = options.table ?? DEFAULT_PG_DECISION_TABLE;
-    this.table = table;
-    const quoted = quotePgTable(table, 'PgDecisionLog');
-    this.createTable = options.createTable ?? true;
-    this.tableReady = !this.createTable;
+    const quoted = quoteTable(table, 'PgDecisionLog');
+    this.table = new TableCreator(
+      this.pool,
+      (options.createTable ?? true) ? pgDecisionLogTableSql(table) : undefined,
+    );
     this.sql = {
       record: `INSERT INTO ${quoted} (gid, decision, participants) VALUES ($1, $2, $3)
         RETURNING decided_at`,
@@ -77,9 +74,9 @@ export class PgDecisionLog implements DecisionLog {
     decision: Decision,
     participants: readonly string[],
   ): Promise<DecisionRecord> {
-    if (!this.tableReady) await this.ready();
+    if (!this.table.ready) await this.table.ensure();
     try {
-      const row = single(await this.pool.query(this.sql.record, [gid, decision, [...participants]]))
+      const row = (await this.pool.query(this.sql.record, [gid, decision, [...participants]]))
         .rows[0];
       return { gid, decision, participants, decidedAt: row?.['decided_at'] as Date, ageMs: 0 };
     } catch (error) {
@@ -92,44 +89,21 @@ export class PgDecisionLog implements DecisionLog {
   }
 
   async get(gid: string): Promise<DecisionRecord | undefined> {
-    if (!this.tableReady) await this.ready();
-    const row = single(await this.pool.query(this.sql.get, [gid])).rows[0];
+    if (!this.table.ready) await this.table.ensure();
+    const row = (await this.pool.query(this.sql.get, [gid])).rows[0];
     return row === undefined ? undefined : toRecord(row);
   }
 
   async list(prefix: string): Promise<DecisionRecord[]> {
-    if (!this.tableReady) await this.ready();
-    return single(await this.pool.query(this.sql.list, [prefix])).rows.map(toRecord);
+    if (!this.table.ready) await this.table.ensure();
+    return (await this.pool.query(this.sql.list, [prefix])).rows.map(toRecord);
   }
 
   async forget(gids: readonly string[]): Promise<void> {
     if (gids.length === 0) return;
-    if (!this.tableReady) await this.ready();
+    if (!this.table.ready) await this.table.ensure();
     await this.pool.query(this.sql.forget, [[...gids]]);
   }
 
   async close(): Promise<void> {}
-
-  /**
-   * Creates the table once. Two sessions creating it at once can collide in the catalog
-   * (23505/42P07); it exists then. A failure is not cached, so the next call tries again.
-   */
-  private ready(): Promise<void> {
-    if (!this.createTable) return Promise.resolve();
-    this.created ??= this.pool.query(pgDecisionLogTableSql(this.table)).then(
-      () => {
-        this.tableReady = true;
-      },
-      (error: unknown) => {
-        const code = sqlState(error);
-        if (code === '23505' || code === '42P07') {
-          this.tableReady = true;
-          return;
-        }
-        this.created = undefined;
-        throw error;
-      },
-    );
-    return this.created;
-  }
 }

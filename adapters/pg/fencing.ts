@@ -13,43 +13,18 @@ import {
   traceFenceCheck,
   traceLeaseAcquire,
 } from '../../src/txn/fencing.js';
-
-/** The part of a `pg` client (or pool) the fencing adapters use. */
-export interface PgFencingQueryable {
-  query(
-    text: string,
-    values?: unknown[],
-  ): Promise<{ rows: Record<string, unknown>[]; rowCount?: number | null }>;
-}
-
-/** The part of a checked-out `pg` client the fencing adapters use. */
-export interface PgFencingClient extends PgFencingQueryable {
-  release(error?: Error | boolean): void;
-}
-
-/** The part of a `pg.Pool` the fencing adapters use. */
-export interface PgFencingPool extends PgFencingQueryable {
-  connect(): Promise<PgFencingClient>;
-}
+import {
+  type PgQueryable,
+  type PgQueryablePool,
+  quoteTable,
+  resolvePool,
+  TableCreator,
+} from './sql.js';
 
 /** Default table of `PgLeaseManager`. */
 export const DEFAULT_PG_LEASE_TABLE = 'causeway_leases';
 /** Default table of `PgFenceGuard`. */
 export const DEFAULT_PG_FENCE_TABLE = 'causeway_fences';
-
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-
-/** Quotes `table` or `schema.table`; each part a plain identifier (letters, digits, `_`). */
-function quoteTable(table: unknown, owner: string): string {
-  const parts = typeof table === 'string' ? table.split('.') : [];
-  if (parts.length < 1 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
-    throw configError(
-      `${owner}: table must be "name" or "schema.name" of letters, digits and underscores`,
-      { table: String(table) },
-    );
-  }
-  return parts.map((part) => `"${part}"`).join('.');
-}
 
 /**
  * The lease table: one row per resource, never deleted, so `token` (the last one granted) only
@@ -74,7 +49,7 @@ export function pgFenceTableSql(table = DEFAULT_PG_FENCE_TABLE): string {
 
 interface PgFencingOptions {
   /** A `pg.Pool` (or anything with `query` and `connect`); the caller keeps ownership. */
-  pool: PgFencingPool;
+  pool: PgQueryablePool;
   /**
    * Create the table on first use (`CREATE TABLE IF NOT EXISTS`, through the pool, once per
    * instance). Default: true. Set false if
@@ -100,38 +75,27 @@ export interface PgFenceCheckOptions {
    * Default: the pool, in a transaction of its own — that only advances the fence (useful right
    * after acquiring a lease, to shut out older holders at once); it guards no write.
    */
-  client?: PgFencingQueryable;
+  client?: PgQueryable;
 }
 
-function resolvePool(options: PgFencingOptions | undefined, owner: string): PgFencingPool {
-  const pool = options?.pool;
-  if (typeof pool?.query !== 'function' || typeof pool.connect !== 'function') {
-    throw configError(`${owner}: pool must be a pg Pool (with query and connect)`);
-  }
-  if (options?.createTable !== undefined && typeof options.createTable !== 'boolean') {
+/** The options both fencing classes share, validated; `table` comes back quoted. */
+function resolveFencingOptions(
+  options: (PgFencingOptions & { table?: string }) | undefined,
+  owner: string,
+  defaultTable: string,
+  tableSql: (table: string) => string,
+): { pool: PgQueryablePool; table: string; creator: TableCreator } {
+  const pool = resolvePool(options?.pool, owner);
+  const createTable = options?.createTable ?? true;
+  if (typeof createTable !== 'boolean') {
     throw configError(`${owner}: createTable must be a boolean`);
   }
-  return pool;
-}
-
-/**
- * Runs `CREATE TABLE IF NOT EXISTS` once. Two sessions creating the same table at once can
- * still collide in the catalog (23505/42P07); the table exists then, which is all we need.
- * A failure is not cached, so the next call tries again.
- */
-function tableCreator(pool: PgFencingPool, sql: string, enabled: boolean): () => Promise<void> {
-  let created: Promise<void> | undefined = enabled ? undefined : Promise.resolve();
-  return () => {
-    created ??= pool.query(sql).then(
-      () => undefined,
-      (error: unknown) => {
-        const code = (error as { code?: unknown } | null)?.code;
-        if (code === '23505' || code === '42P07') return;
-        created = undefined;
-        throw error;
-      },
-    );
-    return created;
+  const tableName = options?.table ?? defaultTable;
+  const table = quoteTable(tableName, owner);
+  return {
+    pool,
+    table,
+    creator: new TableCreator(pool, createTable ? tableSql(tableName) : undefined),
   };
 }
 
@@ -144,18 +108,21 @@ const EPOCH_MS = '(extract(epoch FROM expires_at) * 1000)::bigint::text AS expir
  * across holders, releases and restarts of the database.
  */
 export class PgLeaseManager implements LeaseManager {
-  readonly #pool: PgFencingPool;
-  readonly #ensureTable: () => Promise<void>;
+  readonly #pool: PgQueryablePool;
+  readonly #table: TableCreator;
   readonly #acquireSql: string;
   readonly #renewSql: string;
   readonly #releaseSql: string;
 
   constructor(options: PgLeaseManagerOptions) {
-    this.#pool = resolvePool(options, 'PgLeaseManager');
-    const tableName = options.table ?? DEFAULT_PG_LEASE_TABLE;
-    const table = quoteTable(tableName, 'PgLeaseManager');
-    const createTable = options.createTable ?? true;
-    this.#ensureTable = tableCreator(this.#pool, pgLeaseTableSql(tableName), createTable);
+    const { pool, table, creator } = resolveFencingOptions(
+      options,
+      'PgLeaseManager',
+      DEFAULT_PG_LEASE_TABLE,
+      pgLeaseTableSql,
+    );
+    this.#pool = pool;
+    this.#table = creator;
     // A row that is not returned is live and another holder's: the WHERE of DO UPDATE failed.
     this.#acquireSql = `INSERT INTO ${table} AS t (resource, holder, token, expires_at)
 VALUES ($1, $2, 1, clock_timestamp() + $3::float8 * interval '1 millisecond')
@@ -174,7 +141,7 @@ WHERE resource = $1 AND holder = $2 AND token = $3::bigint AND expires_at > cloc
   acquire(resource: string, options: AcquireOptions): Promise<Lease> {
     return traceLeaseAcquire(resource, async () => {
       const { ttlMs, holder } = resolveAcquireOptions(resource, options, randomUUID);
-      await this.#ensureTable();
+      await this.#table.ensure();
       const { rows } = await this.#pool.query(this.#acquireSql, [resource, holder, ttlMs]);
       const row = rows[0];
       if (row === undefined) {
@@ -221,16 +188,19 @@ WHERE resource = $1 AND holder = $2 AND token = $3::bigint AND expires_at > cloc
  * write takes its check with it. Use `write()` for the whole begin-check-write-commit pattern.
  */
 export class PgFenceGuard implements FenceGuard<PgFenceCheckOptions> {
-  readonly #pool: PgFencingPool;
-  readonly #ensureTable: () => Promise<void>;
+  readonly #pool: PgQueryablePool;
+  readonly #table: TableCreator;
   readonly #checkSql: string;
 
   constructor(options: PgFenceGuardOptions) {
-    this.#pool = resolvePool(options, 'PgFenceGuard');
-    const tableName = options.table ?? DEFAULT_PG_FENCE_TABLE;
-    const table = quoteTable(tableName, 'PgFenceGuard');
-    const createTable = options.createTable ?? true;
-    this.#ensureTable = tableCreator(this.#pool, pgFenceTableSql(tableName), createTable);
+    const { pool, table, creator } = resolveFencingOptions(
+      options,
+      'PgFenceGuard',
+      DEFAULT_PG_FENCE_TABLE,
+      pgFenceTableSql,
+    );
+    this.#pool = pool;
+    this.#table = creator;
     this.#checkSql = `INSERT INTO ${table} AS f (resource, max_token) VALUES ($1, $2::bigint)
 ON CONFLICT (resource) DO UPDATE SET max_token = excluded.max_token
 WHERE f.max_token <= excluded.max_token
@@ -246,7 +216,7 @@ RETURNING 1 AS passed`;
     assertResource(resource);
     assertFencingToken(token);
     await traceFenceCheck(resource, token, async () => {
-      await this.#ensureTable();
+      await this.#table.ensure();
       const client = options.client ?? this.#pool;
       const { rows } = await client.query(this.#checkSql, [resource, token.toString()]);
       if (rows.length === 0) throw staleFencingToken(resource, token);
@@ -261,11 +231,11 @@ RETURNING 1 AS passed`;
   async write<T>(
     resource: string,
     token: bigint,
-    fn: (client: PgFencingQueryable) => Promise<T>,
+    fn: (client: PgQueryable) => Promise<T>,
   ): Promise<T> {
     assertResource(resource);
     assertFencingToken(token);
-    await this.#ensureTable();
+    await this.#table.ensure();
     const client = await this.#pool.connect();
     let broken: Error | undefined;
     try {

@@ -4,4 +4,5 @@ export * from './fencing.js';
 export * from './participant.js';
 export * from './replica-set.js';
 export * from './replicated-pool.js';
+export type { PgQueryable, PgQueryableClient, PgQueryablePool, PgRowsResult } from './sql.js';
 export * from './versioned-store.js';

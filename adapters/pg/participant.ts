@@ -8,20 +8,20 @@ import type {
   PreparedInfo,
 } from '../../src/txn/participant.js';
 import {
-  gidLiteral,
-  type PgTxnClient,
-  type PgTxnPool,
-  prepareRefused,
-  resolvePgTxnPool,
-  single,
+  type PgQueryableClient,
+  type PgQueryablePool,
+  type PgRowsResult,
+  resolvePool,
   sqlState,
-} from './txn-sql.js';
-
-export type { PgTxnClient, PgTxnPool, PgTxnQueryable, PgTxnQueryResult } from './txn-sql.js';
+} from './sql.js';
+import { gidLiteral, prepareRefused, single } from './txn-sql.js';
 
 export interface PgParticipantOptions {
-  /** A `pg` Pool on the participant's database (the caller keeps ownership: `close()` leaves it open). */
-  pool: PgTxnPool;
+  /**
+   * A `pg` Pool on the participant's database (the caller keeps ownership: `close()` leaves it
+   * open). `options.max` is the pool's size (`pg.Pool` has it).
+   */
+  pool: PgQueryablePool & { readonly options?: { readonly max?: number } };
 }
 
 /** `pg`'s default pool size, used when the pool does not say. */
@@ -76,14 +76,14 @@ export function assertPreparable(text: string): void {
  * `max_prepared_transactions` at least the pool's size (checked on first use: `CONFIG`).
  */
 export class PgParticipant implements Participant {
-  private readonly pool: PgTxnPool;
+  private readonly pool: PgQueryablePool;
   private readonly poolSize: number;
   private checked: Promise<void> | undefined;
   /** Set once the server passed the check, so later calls skip even the await. */
   private verified = false;
 
   constructor(options: PgParticipantOptions) {
-    this.pool = resolvePgTxnPool(options?.pool, 'PgParticipant');
+    this.pool = resolvePool(options?.pool, 'PgParticipant');
     this.poolSize = options.pool.options?.max ?? PG_DEFAULT_POOL_SIZE;
   }
 
@@ -111,16 +111,14 @@ export class PgParticipant implements Participant {
     if (!this.verified) await this.ready();
     // The xid column is 32 bits; its 64-bit form (what pg_xact_status takes) is the one
     // nearest the next xid (a branch may be prepared after the snapshot, so just above it).
-    const result = single(
-      await this.pool.query(
-        `SELECT gid, prepared, owner, database, transaction::text AS xid,
+    const result = await this.pool.query(
+      `SELECT gid, prepared, owner, database, transaction::text AS xid,
                 (extract(epoch FROM now() - prepared) * 1000)::float8 AS age_ms,
                 pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid
            FROM pg_prepared_xacts
           WHERE database = current_database() AND starts_with(gid, $1)
           ORDER BY prepared`,
-        [prefix],
-      ),
+      [prefix],
     );
     return result.rows.map((row) => {
       const next = BigInt(String(row['next_xid']));
@@ -141,9 +139,7 @@ export class PgParticipant implements Participant {
 
   async branchStatus(xid: string): Promise<BranchStatus> {
     if (!/^\d{1,20}$/.test(xid)) throw invalidInput('an xid is a decimal number');
-    const result = single(
-      await this.pool.query('SELECT pg_xact_status($1::xid8) AS status', [xid]),
-    );
+    const result = await this.pool.query('SELECT pg_xact_status($1::xid8) AS status', [xid]);
     const status = result.rows[0]?.['status'];
     return status === 'committed' || status === 'aborted' || status === 'in progress'
       ? status
@@ -178,12 +174,12 @@ export class PgParticipant implements Participant {
   }
 
   private async checkServer(): Promise<void> {
-    const row = single(
+    const row = (
       await this.pool.query(
         `SELECT current_setting('max_prepared_transactions')::int AS max_prepared,
                 current_setting('server_version_num')::int AS version,
                 current_database() AS database`,
-      ),
+      )
     ).rows[0];
     const maxPrepared = Number(row?.['max_prepared']);
     const version = Number(row?.['version']);
@@ -209,9 +205,9 @@ export class PgParticipant implements Participant {
 
 /** A transaction on one client; the client goes back to the pool on prepare or rollback. */
 class PgBranch implements ParticipantBranch {
-  private client: PgTxnClient | undefined;
+  private client: PgQueryableClient | undefined;
 
-  constructor(client: PgTxnClient) {
+  constructor(client: PgQueryableClient) {
     this.client = client;
   }
 
@@ -231,7 +227,8 @@ class PgBranch implements ParticipantBranch {
     this.client = undefined;
     try {
       // One round trip: the branch's 64-bit xid (to check its fate later), then the prepare.
-      const results = await client.query(
+      // Two statements, so `pg` answers with an array of two results.
+      const results: PgRowsResult | PgRowsResult[] = await client.query(
         `SELECT pg_current_xact_id()::text AS xid; PREPARE TRANSACTION ${literal}`,
       );
       const [selected, prepared] = Array.isArray(results) ? results : [results];
@@ -253,14 +250,14 @@ class PgBranch implements ParticipantBranch {
     if (client !== undefined) await endAndRelease(client);
   }
 
-  private open(): PgTxnClient {
+  private open(): PgQueryableClient {
     if (this.client === undefined) throw invalidInput('the branch is already finished');
     return this.client;
   }
 }
 
 /** Ends whatever transaction the client is in and returns it (destroyed if broken). */
-async function endAndRelease(client: PgTxnClient): Promise<void> {
+async function endAndRelease(client: PgQueryableClient): Promise<void> {
   try {
     await client.query('ROLLBACK');
     client.release();

@@ -2,35 +2,26 @@ import pg from 'pg';
 import { configError, invalidInput } from '../../src/errors.js';
 import type { Position } from '../../src/session/position.js';
 import type { NodeStatus, ReplicaSet, TopologySnapshot } from '../../src/session/replica-set.js';
-
-/** A checked-out connection, as far as Causeway uses it (a `pg` `PoolClient` fits). */
-export interface PgClientLike {
-  query(text: string): Promise<unknown>;
-  release(error?: Error | boolean): void;
-}
-
-/**
- * The part of a `pg.Pool` the replica set uses: `query` for checks (each check is one
- * simple-protocol round trip), `end` for pools it created itself.
- */
-export interface PgPoolLike {
-  query(text: string): Promise<unknown>;
-  connect(): Promise<PgClientLike>;
-  end(): Promise<void>;
-}
+import { sleep, withTimeout } from '../../src/util/timers.js';
+import {
+  isQueryablePool,
+  type PgQueryable,
+  type PgQueryablePool,
+  type PgRowsResult,
+} from './sql.js';
 
 /**
  * One node: a pool you own (`{ pool }`, or the pool itself; never ended by Causeway) or a `pg`
  * pool configuration (`{ config }`, or a connection string; Causeway creates the pool and ends
  * it on `close()`). `name` defaults to `'primary'`, `'replica-1'`, `'replica-2'`...
  */
-export type PgNodeOption<P extends PgPoolLike = PgPoolLike> =
+export type PgNodeOption<P extends PgQueryablePool = PgQueryablePool> =
   | P
   | string
   | { readonly name?: string; readonly pool: P }
   | { readonly name?: string; readonly config: object | string };
 
-export interface PgReplicaSetOptions<P extends PgPoolLike = PgPoolLike> {
+export interface PgReplicaSetOptions<P extends PgQueryablePool = PgQueryablePool> {
   /** The primary (the leader): a pool, `{ name?, pool }`, `{ name?, config }` or a URL. */
   primary: PgNodeOption<P>;
   /** Its streaming replicas, same forms. May be empty (every read then goes to the leader). */
@@ -78,8 +69,9 @@ export function formatLsn(lsn: bigint): string {
 
 interface NodeState {
   readonly name: string;
-  readonly pool: PgPoolLike;
-  readonly owned: boolean;
+  readonly pool: PgQueryablePool;
+  /** Ends the pool if Causeway created it; a pool passed in is never ended. */
+  readonly end: (() => Promise<void>) | undefined;
   readonly role: 'leader' | 'replica';
   status: NodeStatus;
   /** Stream and timeline last seen on this node; positions read later reuse them. */
@@ -192,7 +184,7 @@ export class PgReplicaSet implements ReplicaSet {
   }
 
   /** The pool of node `name` (the replicated pool runs routed reads on it). */
-  pool(name: string): PgPoolLike {
+  pool(name: string): PgQueryablePool {
     const node = this.#byName.get(name);
     if (node === undefined) throw invalidInput(`Unknown node '${name}'`, { node: name });
     return node.pool;
@@ -211,10 +203,7 @@ export class PgReplicaSet implements ReplicaSet {
    * one a read just ran on): the WAL insert location on the leader, the replay location on a
    * replica. Resolves undefined when the node's history is not known yet or it reports none.
    */
-  async readPosition(
-    name: string,
-    client: { query(text: string): Promise<unknown> },
-  ): Promise<Position | undefined> {
+  async readPosition(name: string, client: PgQueryable): Promise<Position | undefined> {
     const node = this.#byName.get(name);
     if (node === undefined) throw invalidInput(`Unknown node '${name}'`, { node: name });
     if (node.history === undefined) await this.#check(node);
@@ -224,7 +213,7 @@ export class PgReplicaSet implements ReplicaSet {
       node.role === 'leader'
         ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
         : 'SELECT pg_last_wal_replay_lsn()::text AS lsn';
-    const text = firstRow(await client.query(sql))?.['lsn'];
+    const text = (await client.query(sql)).rows[0]?.['lsn'];
     if (typeof text !== 'string') return undefined;
     const position: Position = {
       stream: history.stream,
@@ -239,7 +228,7 @@ export class PgReplicaSet implements ReplicaSet {
    * The leader's position now (its WAL insert location), read on `client` if given, else on a
    * connection of the primary's pool. Read it after a commit: it is at or past that commit.
    */
-  writePosition(client?: { query(text: string): Promise<unknown> }): Promise<Position | undefined> {
+  writePosition(client?: PgQueryable): Promise<Position | undefined> {
     return this.readPosition(this.#leader.name, client ?? this.#leader.pool);
   }
 
@@ -279,7 +268,7 @@ export class PgReplicaSet implements ReplicaSet {
     this.#timer = undefined;
     const nodes = [this.#leader, ...this.#replicas];
     await Promise.allSettled(nodes.map((node) => node.checking));
-    await Promise.allSettled(nodes.filter((node) => node.owned).map((node) => node.pool.end()));
+    await Promise.allSettled(nodes.map((node) => node.end?.()));
   }
 
   #schedule(): void {
@@ -307,8 +296,17 @@ export class PgReplicaSet implements ReplicaSet {
       node.role === 'leader' ? LEADER_CHECK : REPLICA_CHECK
     }; COMMIT`;
     try {
-      const results = await withTimeout(node.pool.query(sql), this.#connectTimeoutMs);
-      const row = Array.isArray(results) ? firstRow(results[2]) : undefined;
+      const query = node.pool.query(sql);
+      // Four statements, so `pg` answers with an array of four results.
+      const results: PgRowsResult | PgRowsResult[] =
+        this.#connectTimeoutMs === 0
+          ? await query
+          : await withTimeout(
+              query,
+              this.#connectTimeoutMs,
+              () => new Error(`no answer within ${this.#connectTimeoutMs} ms`),
+            );
+      const row = Array.isArray(results) ? results[2]?.rows[0] : undefined;
       if (row === undefined) throw new Error('check returned no row');
       if (node.role === 'leader') this.#updateLeader(node, row);
       else this.#updateReplica(node, row);
@@ -415,20 +413,24 @@ function resolveNode(
     throw configError(`PgReplicaSet: ${where} must be a pg Pool, { pool }, { config } or a URL`);
   }
   let name = defaultName;
-  let pool: PgPoolLike;
-  let owned = false;
+  let pool: PgQueryablePool;
+  let end: (() => Promise<void>) | undefined;
   if (typeof option === 'string') {
-    pool = createPool(option, connectTimeoutMs);
-    owned = true;
-  } else if (isPool(option)) {
+    const created = createPool(option, connectTimeoutMs);
+    pool = created;
+    end = () => created.end();
+  } else if (isQueryablePool(option)) {
     pool = option;
   } else if ('pool' in option) {
-    if (!isPool(option.pool)) throw configError(`PgReplicaSet: ${where}.pool is not a pg Pool`);
+    if (!isQueryablePool(option.pool)) {
+      throw configError(`PgReplicaSet: ${where}.pool is not a pg Pool`);
+    }
     pool = option.pool;
     name = option.name ?? name;
   } else if ('config' in option) {
-    pool = createPool(option.config, connectTimeoutMs);
-    owned = true;
+    const created = createPool(option.config, connectTimeoutMs);
+    pool = created;
+    end = () => created.end();
     name = option.name ?? name;
   } else {
     throw configError(`PgReplicaSet: ${where} must be a pg Pool, { pool }, { config } or a URL`);
@@ -444,19 +446,10 @@ function resolveNode(
     lagMs: undefined,
     lagBytes: undefined,
   };
-  return { name, pool, owned, role, status, history: undefined, checking: undefined };
+  return { name, pool, end, role, status, history: undefined, checking: undefined };
 }
 
-function isPool(value: unknown): value is PgPoolLike {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as PgPoolLike).query === 'function' &&
-    typeof (value as PgPoolLike).connect === 'function'
-  );
-}
-
-function createPool(config: object | string, connectTimeoutMs: number): PgPoolLike {
+function createPool(config: object | string, connectTimeoutMs: number): pg.Pool {
   const options: pg.PoolConfig =
     typeof config === 'string' ? { connectionString: config } : { ...(config as pg.PoolConfig) };
   // pg waits forever for a connection by default; a dead replica must fail fast instead.
@@ -468,11 +461,6 @@ function createPool(config: object | string, connectTimeoutMs: number): PgPoolLi
   return pool;
 }
 
-function firstRow(result: unknown): Record<string, unknown> | undefined {
-  const rows = (result as { rows?: unknown } | undefined)?.rows;
-  return Array.isArray(rows) ? (rows[0] as Record<string, unknown> | undefined) : undefined;
-}
-
 function max0(value: bigint): bigint {
   return value < 0n ? 0n : value;
 }
@@ -482,26 +470,4 @@ function nonNegative(value: number, option: string): number {
     throw configError(`PgReplicaSet: ${option} must be a finite number >= 0`, { [option]: value });
   }
   return value;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  if (ms === 0) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    timer.unref();
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }

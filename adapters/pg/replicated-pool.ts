@@ -10,13 +10,8 @@ import {
   type RouteTelemetry,
 } from '../../src/session/router.js';
 import { type SqlClassification, SqlClassifier, type SqlClassifierOptions } from './classify.js';
-import {
-  type PgClientLike,
-  type PgNodeOption,
-  type PgPoolLike,
-  PgReplicaSet,
-  type PgReplicaSetOptions,
-} from './replica-set.js';
+import { type PgNodeOption, PgReplicaSet, type PgReplicaSetOptions } from './replica-set.js';
+import type { PgQueryable, PgQueryablePool } from './sql.js';
 
 export {
   classifySql,
@@ -74,7 +69,7 @@ export interface PgPoolClient {
 }
 
 /** The `pg.Pool` surface the routed pool needs from the primary and replica pools. */
-export interface PgPool extends PgPoolLike {
+export interface PgPool extends PgQueryablePool {
   query<R = Untyped>(
     text: string | PgQueryConfig,
     values?: readonly unknown[],
@@ -84,6 +79,7 @@ export interface PgPool extends PgPoolLike {
   readonly totalCount: number;
   readonly idleCount: number;
   readonly waitingCount: number;
+  end(): Promise<void>;
 }
 
 /** Why a statement went where it went: the router's reasons plus the pool's own. */
@@ -483,7 +479,7 @@ export class ReplicatedPool extends EventEmitter {
   }
 
   /** Raises the write floor to the leader's position now (after a commit). */
-  async #noteWrite(session: SessionContext, client?: PgClientLike): Promise<void> {
+  async #noteWrite(session: SessionContext, client?: PgQueryable): Promise<void> {
     const position = await this.#leaderPosition(session, client);
     if (position !== undefined) session.noteWrite(position);
   }
@@ -494,7 +490,7 @@ export class ReplicatedPool extends EventEmitter {
    */
   async #leaderPosition(
     session: SessionContext,
-    client?: PgClientLike,
+    client?: PgQueryable,
   ): Promise<Position | undefined> {
     try {
       const position = await this.replicaSet.writePosition(client);

@@ -3,30 +3,20 @@ import {
   type VersionedStoreOptions,
 } from '../../src/conflict/versioned-store.js';
 import { configError } from '../../src/errors.js';
-
-/** The subset of a `pg` query result this store reads. */
-export interface PgVersionedStoreQueryResult {
-  rows: Array<Record<string, unknown>>;
-}
-
-/** The subset of a checked-out `pg` client this store uses. */
-export interface PgVersionedStoreClient {
-  query(text: string, values?: unknown[]): Promise<PgVersionedStoreQueryResult>;
-  /** Passing an error tells the pool to discard the connection. */
-  release(error?: Error | boolean): void;
-}
-
-/** The subset of a `pg.Pool` this store uses. */
-export interface PgVersionedStorePool {
-  query(text: string, values?: unknown[]): Promise<PgVersionedStoreQueryResult>;
-  connect(): Promise<PgVersionedStoreClient>;
-}
+import {
+  type PgQueryableClient,
+  type PgQueryablePool,
+  quoteTable,
+  resolvePool,
+  sqlState,
+  TableCreator,
+} from './sql.js';
 
 export const DEFAULT_VERSIONED_STORE_TABLE = 'causeway_versioned_values';
 
 export type PgVersionedStoreOptions = VersionedStoreOptions & {
   /** A `pg.Pool` (or anything with its `query`/`connect`) on the primary. Not ended by `close()`. */
-  readonly pool: PgVersionedStorePool;
+  readonly pool: PgQueryablePool;
   /**
    * The table, optionally schema-qualified (`schema.table`); letters, digits and `_` only.
    * Default: `causeway_versioned_values`.
@@ -44,26 +34,13 @@ export type PgVersionedStoreOptions = VersionedStoreOptions & {
   readonly maxRetries?: number;
 };
 
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-
-/** Validates and double-quotes a possibly schema-qualified table name. */
-function quoteTable(table: string): string {
-  const parts = table.split('.');
-  if (parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
-    throw configError('table must be an identifier or schema.identifier of [A-Za-z0-9_]', {
-      table,
-    });
-  }
-  return parts.map((part) => `"${part}"`).join('.');
-}
-
 /**
  * The DDL of the store's table, for teams that run their own migrations. `state` is `text`, not
  * `jsonb`: `jsonb` would refuse the NUL character inside JSON strings. A `NULL` state exists only
  * inside a transaction that is creating the key.
  */
 export function versionedStoreSql(table: string = DEFAULT_VERSIONED_STORE_TABLE): string {
-  return `CREATE TABLE IF NOT EXISTS ${quoteTable(table)} (
+  return `CREATE TABLE IF NOT EXISTS ${quoteTable(table, 'versionedStoreSql')} (
   key text PRIMARY KEY,
   state text,
   updated_at timestamptz NOT NULL DEFAULT now()
@@ -72,14 +49,6 @@ export function versionedStoreSql(table: string = DEFAULT_VERSIONED_STORE_TABLE)
 
 /** SQLSTATEs worth retrying: serialization_failure, deadlock_detected. */
 const RETRYABLE = new Set(['40001', '40P01']);
-/** SQLSTATEs of a concurrent `CREATE TABLE IF NOT EXISTS` that lost the race: the table exists. */
-const ALREADY_CREATED = new Set(['23505', '42P07']);
-
-function sqlState(error: unknown): unknown {
-  return typeof error === 'object' && error !== null
-    ? (error as { code?: unknown }).code
-    : undefined;
-}
 
 /**
  * A `VersionedStore` in one PostgreSQL table, one row per key. Every write is a transaction on a
@@ -90,44 +59,30 @@ function sqlState(error: unknown): unknown {
  * write, the transaction rolls back and the row is as it was.
  */
 export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
-  readonly #pool: PgVersionedStorePool;
+  readonly #pool: PgQueryablePool;
   readonly #table: string;
-  readonly #createTableSql: string | undefined;
+  readonly #creator: TableCreator;
   readonly #maxRetries: number;
-  #ready: Promise<void> | undefined;
 
   constructor(options: PgVersionedStoreOptions) {
     super(options);
-    if (typeof options.pool?.query !== 'function' || typeof options.pool.connect !== 'function') {
-      throw configError('pool must be a pg Pool (with query and connect)');
-    }
+    const pool = resolvePool(options.pool, 'PgVersionedStore');
     const maxRetries = options.maxRetries ?? 5;
     if (!Number.isSafeInteger(maxRetries) || maxRetries < 0) {
       throw configError('maxRetries must be a non-negative integer', { maxRetries });
     }
-    this.#pool = options.pool;
+    this.#pool = pool;
     const table = options.table ?? DEFAULT_VERSIONED_STORE_TABLE;
-    this.#table = quoteTable(table);
-    this.#createTableSql = (options.createTable ?? true) ? versionedStoreSql(table) : undefined;
+    this.#table = quoteTable(table, 'PgVersionedStore');
+    this.#creator = new TableCreator(
+      pool,
+      (options.createTable ?? true) ? versionedStoreSql(table) : undefined,
+    );
     this.#maxRetries = maxRetries;
   }
 
-  /** Creates the table once per store; a failed attempt is retried on the next call. */
-  #ensureTable(): Promise<void> {
-    if (this.#createTableSql === undefined) return Promise.resolve();
-    this.#ready ??= this.#pool.query(this.#createTableSql).then(
-      () => undefined,
-      (error: unknown) => {
-        if (ALREADY_CREATED.has(sqlState(error) as string)) return;
-        this.#ready = undefined;
-        throw error;
-      },
-    );
-    return this.#ready;
-  }
-
   protected async load(key: string): Promise<string | undefined> {
-    await this.#ensureTable();
+    await this.#creator.ensure();
     const { rows } = await this.#pool.query(`SELECT state FROM ${this.#table} WHERE key = $1`, [
       key,
     ]);
@@ -139,12 +94,12 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
     key: string,
     change: (current: string | undefined) => R,
   ): Promise<R> {
-    await this.#ensureTable();
+    await this.#creator.ensure();
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.#updateOnce(key, change);
       } catch (error) {
-        if (attempt >= this.#maxRetries || !RETRYABLE.has(sqlState(error) as string)) throw error;
+        if (attempt >= this.#maxRetries || !RETRYABLE.has(sqlState(error) ?? '')) throw error;
       }
     }
   }
@@ -192,7 +147,7 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
    * while it waited, so a concurrent creator's row is found by the next SELECT; a loop covers
    * the row being purged in between.
    */
-  async #lockRow(client: PgVersionedStoreClient, key: string): Promise<string | undefined> {
+  async #lockRow(client: PgQueryableClient, key: string): Promise<string | undefined> {
     const lockSql = `SELECT state FROM ${this.#table} WHERE key = $1 FOR UPDATE`;
     for (let attempt = 0; attempt < 3; attempt++) {
       const { rows } = await client.query(lockSql, [key]);

@@ -4,6 +4,7 @@ import {
   type VersionedStoreOptions,
 } from '../../src/conflict/versioned-store.js';
 import { CausewayError, configError, ErrorCode } from '../../src/errors.js';
+import { sleep } from '../../src/util/timers.js';
 import { COMPARE_AND_SET_STATE } from './versioned-store.lua.js';
 
 /** The subset of an ioredis client this store uses. */
@@ -27,10 +28,6 @@ export type RedisVersionedStoreOptions = VersionedStoreOptions & {
 };
 
 const SCRIPT_SHA = createHash('sha1').update(COMPARE_AND_SET_STATE).digest('hex');
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
 
 /**
  * A `VersionedStore` in Redis, one hash per key holding the serialized state and a version.

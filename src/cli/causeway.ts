@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { PgDecisionLog } from '../../adapters/pg/decision-log.js';
 import { PgParticipant } from '../../adapters/pg/participant.js';
-import type { PgTxnPool } from '../../adapters/pg/txn-sql.js';
+import type { PgQueryablePool } from '../../adapters/pg/sql.js';
 import { isCausewayError } from '../errors.js';
 import type { Decision, DecisionRecord } from '../txn/decision-log.js';
 import { coordinatorPrefix, GID_SCHEME, parseGid, tryParseGid } from '../txn/gid.js';
@@ -98,12 +98,12 @@ interface Connections {
 async function connect(options: Options): Promise<Connections> {
   const { default: pg } = await import('pg');
   const pools: { end(): Promise<void> }[] = [];
-  const pool = (connectionString: string): PgTxnPool => {
+  const pool = (connectionString: string): PgQueryablePool => {
     const created = new pg.Pool({ connectionString, max: 1 });
     // An idle client's error (server restart) must not crash the tool.
     created.on('error', () => {});
     pools.push(created);
-    return created as unknown as PgTxnPool;
+    return created;
   };
   const participants = new Map<string, PgParticipant>();
   for (const [name, url] of options.participants) {

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Span } from '@opentelemetry/api';
 import { CausewayError, configError, ErrorCode, invalidInput, isCausewayError } from '../errors.js';
 import { Attr, addToCounter, CounterName, SpanName, withSpan } from '../telemetry.js';
+import { withTimeout } from '../util/timers.js';
 import type { DecisionLog, DecisionRecord } from './decision-log.js';
 import type { LeaseManager } from './fencing.js';
 import { assertCoordinatorConfig, branchGid, newTxnGid } from './gid.js';
@@ -633,22 +634,4 @@ function aborted(gid: string, message: string, cause: unknown): CausewayError {
 /** Rolls back branches that were begun but not prepared (their connections go back). */
 async function rollbackOpen(branches: Map<string, Promise<ParticipantBranch>>): Promise<void> {
   await Promise.allSettled([...branches.values()].map(async (branch) => (await branch).rollback()));
-}
-
-/** Settles like `promise`, or rejects with `onTimeout()` after `ms` (unref'd timer). */
-function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => unknown): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), ms);
-    timer.unref();
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
 }

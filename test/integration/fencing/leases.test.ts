@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { isCausewayError } from '../../../src/errors.js';
 import type { Lease } from '../../../src/txn/fencing.js';
+import { codeOf } from '../../support/errors.js';
 import {
   type LeaseFixture,
   memoryFixture,
@@ -9,15 +10,6 @@ import {
   sleep,
   suffix,
 } from './fixtures.js';
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return isCausewayError(error) ? error.code : `not a CausewayError: ${String(error)}`;
-  }
-  return undefined;
-}
 
 const fixtures: LeaseFixture[] = [memoryFixture(), pgFixture(), redisFixture()];
 afterAll(async () => {

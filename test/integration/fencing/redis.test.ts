@@ -4,6 +4,7 @@ import { RedisFenceGuard, RedisLeaseManager } from '../../../adapters/redis/inde
 import { isCausewayError } from '../../../src/errors.js';
 import { type RedisServer, startRedis } from '../../harness/cluster.js';
 import { testEnv } from '../../harness/env.js';
+import { codeOf } from '../../support/errors.js';
 import { deleteKeys, suffix } from './fixtures.js';
 
 const redis = new Redis(testEnv().redisUrl);
@@ -16,13 +17,6 @@ afterAll(async () => {
   await deleteKeys(redis, keyPrefix);
   redis.disconnect();
 });
-
-async function codeOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => undefined,
-    (error: unknown) => (isCausewayError(error) ? error.code : error),
-  );
-}
 
 describe('RedisFenceGuard', () => {
   it('eval runs a script with its own KEYS and ARGV only when the token is current', async () => {

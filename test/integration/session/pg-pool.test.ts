@@ -13,7 +13,7 @@ import { consistency } from '../../../src/express.js';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { comparePositions, type Position } from '../../../src/session/position.js';
 import { testEnv } from '../../harness/env.js';
-import { installTelemetry } from '../../unit/session/otel.js';
+import { installTelemetry } from '../../support/otel.js';
 
 const env = testEnv();
 const otel = installTelemetry();

@@ -1,33 +1,17 @@
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TwoPhaseStep } from '../../../src/txn/coordinator.js';
 import { testEnv } from '../../harness/env.js';
 import type { CrashChildArgs } from './crash-child.js';
-import { namespace, type Pair, pair } from './helpers.js';
+import { namespace, type Pair, pair, runTsx } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
 
 /** Runs the child to its crash; resolves to its signal and the gid it printed. */
-function runChild(args: CrashChildArgs): Promise<{ signal: string | null; gid: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(args)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal === null) reject(new Error(`child exited with ${code}: ${stderr}`));
-      else resolve({ signal, gid: stdout.trim() });
-    });
-  });
+async function runChild(args: CrashChildArgs): Promise<{ signal: string; gid: string }> {
+  const { code, signal, stdout, stderr } = await runTsx(CHILD, [JSON.stringify(args)]);
+  if (signal === null) throw new Error(`child exited with ${code}: ${stderr}`);
+  return { signal, gid: stdout.trim() };
 }
 
 const CASES: { step: TwoPhaseStep; participant?: string; committed: boolean }[] = [

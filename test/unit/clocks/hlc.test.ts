@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { HlcTimestamp, HybridLogicalClock } from '../../../src/clocks/index.js';
 import { isCausewayError } from '../../../src/errors.js';
+import { caught } from '../../support/errors.js';
 import { anyCodeUnitArb, decodeOrNull } from './arbitraries.js';
 
 const MAX_WALL = 2 ** 48 - 1;
@@ -16,15 +17,6 @@ function manualClock(start: number): { read: () => number; set: (ms: number) => 
       now = ms;
     },
   };
-}
-
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
 }
 
 const fields = (t: HlcTimestamp) => [t.wallTime, t.logical, t.node];

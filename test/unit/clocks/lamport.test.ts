@@ -7,15 +7,7 @@ import {
   type LamportTimestamp,
 } from '../../../src/clocks/index.js';
 import { isCausewayError } from '../../../src/errors.js';
-
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected an error');
-}
+import { caught } from '../../support/errors.js';
 
 const timestampArb: fc.Arbitrary<LamportTimestamp> = fc.record({
   counter: fc.oneof(fc.nat({ max: 3 }), fc.maxSafeNat()),

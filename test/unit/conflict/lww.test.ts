@@ -7,16 +7,8 @@ import {
   LwwRegister,
   type LwwWrite,
 } from '../../../src/conflict/lww.js';
-import { ErrorCode, isCausewayError } from '../../../src/errors.js';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return isCausewayError(error) ? error.code : `not a CausewayError: ${String(error)}`;
-  }
-  return undefined;
-}
+import { ErrorCode } from '../../../src/errors.js';
+import { codeOf } from '../../support/errors.js';
 
 /** A physical clock the test moves by hand. */
 function manualTime(start = 1_700_000_000_000) {

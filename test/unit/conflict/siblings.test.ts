@@ -2,16 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VersionVector } from '../../../src/clocks/version-vector.js';
 import { Siblings, type SiblingsState } from '../../../src/conflict/siblings.js';
-import { ErrorCode, isCausewayError } from '../../../src/errors.js';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return isCausewayError(error) ? error.code : `not a CausewayError: ${String(error)}`;
-  }
-  return undefined;
-}
+import { ErrorCode } from '../../../src/errors.js';
+import { codeOf } from '../../support/errors.js';
 
 const sorted = (values: unknown[]) => [...values].map(String).sort();
 

@@ -1,48 +1,21 @@
-import { context, metrics, SpanStatusCode, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import {
-  AggregationTemporality,
-  InMemoryMetricExporter,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-} from '@opentelemetry/sdk-metrics';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { SpanStatusCode } from '@opentelemetry/api';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CausewayError, ErrorCode } from '../../../src/errors.js';
 import { addToCounter, CounterName, SpanName, withSpan } from '../../../src/telemetry.js';
+import { installTelemetry, type Telemetry } from '../../support/otel.js';
 
-const spans = new InMemorySpanExporter();
-const metricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-const reader = new PeriodicExportingMetricReader({
-  exporter: metricExporter,
-  exportIntervalMillis: 60_000,
-});
-
+let telemetry: Telemetry;
 beforeAll(() => {
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  trace.setGlobalTracerProvider(
-    new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }),
-  );
-  metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+  telemetry = installTelemetry();
 });
-
-afterAll(() => {
-  trace.disable();
-  metrics.disable();
-  context.disable();
-});
-
-beforeEach(() => spans.reset());
+afterAll(() => telemetry.stop());
+beforeEach(() => telemetry.spans.reset());
 
 describe('withSpan', () => {
   it('ends the span and returns the result', async () => {
     const result = await withSpan(SpanName.ROUTE, { 'causeway.level': 'strong' }, async () => 42);
     expect(result).toBe(42);
-    const [span] = spans.getFinishedSpans();
+    const [span] = telemetry.spans.getFinishedSpans();
     expect(span?.name).toBe('causeway.route');
     expect(span?.attributes['causeway.level']).toBe('strong');
     expect(span?.status.code).not.toBe(SpanStatusCode.ERROR);
@@ -55,7 +28,7 @@ describe('withSpan', () => {
         throw error;
       }),
     ).rejects.toBe(error);
-    const [span] = spans.getFinishedSpans();
+    const [span] = telemetry.spans.getFinishedSpans();
     expect(span?.status).toEqual({ code: SpanStatusCode.ERROR, message: 'vote no' });
     expect(span?.events.map((e) => e.name)).toContain('exception');
   });
@@ -64,7 +37,7 @@ describe('withSpan', () => {
     await withSpan(SpanName.TWO_PC, {}, async () => {
       await withSpan(SpanName.TWO_PC_PREPARE, {}, async () => {});
     });
-    const [child, parent] = spans.getFinishedSpans();
+    const [child, parent] = telemetry.spans.getFinishedSpans();
     expect(child?.parentSpanContext?.spanId).toBe(parent?.spanContext().spanId);
   });
 });
@@ -73,13 +46,7 @@ describe('addToCounter', () => {
   it('counts on the provider registered after import', async () => {
     addToCounter(CounterName.FENCE_REJECTIONS, { 'causeway.resource': 'r' });
     addToCounter(CounterName.FENCE_REJECTIONS, { 'causeway.resource': 'r' }, 2);
-    await reader.forceFlush();
-    const points = metricExporter
-      .getMetrics()
-      .flatMap((m) => m.scopeMetrics)
-      .flatMap((s) => s.metrics)
-      .filter((m) => m.descriptor.name === CounterName.FENCE_REJECTIONS)
-      .flatMap((m) => m.dataPoints as { value: unknown }[]);
+    const points = await telemetry.points(CounterName.FENCE_REJECTIONS);
     expect(points.at(-1)?.value).toBe(3);
   });
 });

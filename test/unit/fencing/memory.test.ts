@@ -1,29 +1,8 @@
-import { context, metrics, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import {
-  AggregationTemporality,
-  InMemoryMetricExporter,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-} from '@opentelemetry/sdk-metrics';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
 import fc from 'fast-check';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MemoryFenceGuard, MemoryLeaseManager } from '../../../adapters/memory/index.js';
-import { isCausewayError } from '../../../src/errors.js';
-
-async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await promise;
-  } catch (error) {
-    return isCausewayError(error) ? error.code : `not a CausewayError: ${String(error)}`;
-  }
-  return undefined;
-}
+import { codeOf } from '../../support/errors.js';
+import { installTelemetry, type Telemetry } from '../../support/otel.js';
 
 function fakeClock(start = 1_000_000) {
   let now = start;
@@ -187,32 +166,18 @@ describe('MemoryFenceGuard', () => {
 });
 
 describe('fencing telemetry', () => {
-  const spans = new InMemorySpanExporter();
-  const metricExporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  const reader = new PeriodicExportingMetricReader({
-    exporter: metricExporter,
-    exportIntervalMillis: 60_000,
-  });
-
+  let telemetry: Telemetry;
   beforeAll(() => {
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-    trace.setGlobalTracerProvider(
-      new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }),
-    );
-    metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+    telemetry = installTelemetry();
   });
-  afterAll(() => {
-    trace.disable();
-    metrics.disable();
-    context.disable();
-  });
-  beforeEach(() => spans.reset());
+  afterAll(() => telemetry.stop());
+  beforeEach(() => telemetry.spans.reset());
 
   it('traces acquisitions with resource, token and outcome', async () => {
     const manager = new MemoryLeaseManager();
     await manager.acquire('job', { ttlMs: 1000, holder: 'a' });
     await codeOf(manager.acquire('job', { ttlMs: 1000, holder: 'b' }));
-    const [granted, refused] = spans.getFinishedSpans();
+    const [granted, refused] = telemetry.spans.getFinishedSpans();
     expect(granted?.name).toBe('causeway.lease.acquire');
     expect(granted?.attributes).toMatchObject({
       'causeway.resource': 'job',
@@ -226,19 +191,14 @@ describe('fencing telemetry', () => {
     const guard = new MemoryFenceGuard();
     await guard.check('orders', 7n);
     await codeOf(guard.check('orders', 6n));
-    const [passed, stale] = spans.getFinishedSpans();
+    const [passed, stale] = telemetry.spans.getFinishedSpans();
     expect(passed?.name).toBe('causeway.fence.check');
     expect(passed?.attributes).toMatchObject({
       'causeway.token': '7',
       'causeway.outcome': 'passed',
     });
     expect(stale?.attributes).toMatchObject({ 'causeway.token': '6', 'causeway.outcome': 'stale' });
-    await reader.forceFlush();
-    const points = metricExporter
-      .getMetrics()
-      .flatMap((m) => m.scopeMetrics.flatMap((s) => s.metrics))
-      .filter((m) => m.descriptor.name === 'causeway.fence.rejections')
-      .flatMap((m) => m.dataPoints as { attributes: Record<string, unknown>; value: unknown }[]);
+    const points = await telemetry.points('causeway.fence.rejections');
     const orders = points.find((p) => p.attributes['causeway.resource'] === 'orders');
     expect(orders?.value).toBe(1);
   });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, isCausewayError } from '../../../src/errors.js';
+import { ErrorCode } from '../../../src/errors.js';
 import * as core from '../../../src/index.js';
 import {
   assertFencingToken,
@@ -10,15 +10,7 @@ import {
   parseFencingToken,
   resolveAcquireOptions,
 } from '../../../src/txn/fencing.js';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return isCausewayError(error) ? error.code : `not a CausewayError: ${String(error)}`;
-  }
-  return undefined;
-}
+import { codeOf } from '../../support/errors.js';
 
 describe('parseFencingToken', () => {
   it('round-trips every token in range through its decimal string', () => {

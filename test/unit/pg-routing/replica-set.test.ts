@@ -3,19 +3,10 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { formatLsn, PgReplicaSet, parseLsn } from '../../../adapters/pg/replica-set.js';
 import { createReplicatedPool } from '../../../adapters/pg/replicated-pool.js';
-import { isCausewayError } from '../../../src/errors.js';
+import { codeOf } from '../../support/errors.js';
 
 // Nothing here connects: polling is off and no query runs (ports are never dialled).
 const URL = 'postgres://postgres@127.0.0.1:9/none';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return isCausewayError(error) ? error.code : 'not a CausewayError';
-  }
-  return undefined;
-}
 
 describe('LSNs', () => {
   it('parses PostgreSQL text LSNs as (hi << 32) | lo', () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryDecisionLog } from '../../../adapters/memory/decision-log.js';
 import { MemoryParticipant } from '../../../adapters/memory/participant.js';
 import { TwoPhaseCoordinator } from '../../../src/txn/coordinator.js';
-import { installTelemetry } from '../session/otel.js';
+import { installTelemetry } from '../../support/otel.js';
 
 describe('2PC telemetry', () => {
   let telemetry: ReturnType<typeof installTelemetry>;
