@@ -170,6 +170,9 @@ describe('drop-in pg.Pool', () => {
     await pool.replicaSet.refresh();
     const id = newId();
     await direct.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'forms')`, [id]);
+    // An eventual read promises nothing about a write made outside the session: wait until
+    // the replica has the row so the assertions below are about call forms, not lag.
+    await caughtUp(pool, 'replica', await pool.replicaSet.writePosition());
     const session = new SessionContext({ id: 'forms' }, 'eventual');
     const sql = `SELECT v FROM ${TABLE} WHERE id = $1`;
     await withSession(session, async () => {
