@@ -1,0 +1,49 @@
+import { configError } from '../../src/errors.js';
+import { mergeSessionStates, type SessionState } from '../../src/session/context.js';
+import type { SessionStore } from '../../src/session/session-store.js';
+
+export interface MemorySessionStoreOptions {
+  /** How long a user's state is kept after its last write. Default 120 000 ms (see `RedisSessionStore`). */
+  ttlMs?: number;
+}
+
+/** A `SessionStore` in this process's memory: for tests and single-process apps. */
+export class MemorySessionStore implements SessionStore {
+  readonly ttlMs: number;
+  readonly #entries = new Map<string, { state: SessionState; expiresAt: number }>();
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(options: MemorySessionStoreOptions = {}) {
+    this.ttlMs = options.ttlMs ?? 120_000;
+    if (!Number.isFinite(this.ttlMs) || this.ttlMs <= 0) {
+      throw configError('ttlMs must be a positive number', { ttlMs: options.ttlMs });
+    }
+    // Expired entries are skipped on read; the sweep only bounds memory.
+    this.#sweeper = setInterval(() => this.#sweep(), this.ttlMs);
+    this.#sweeper.unref();
+  }
+
+  async get(key: string): Promise<SessionState | undefined> {
+    const entry = this.#entries.get(key);
+    if (entry === undefined || entry.expiresAt <= Date.now()) return undefined;
+    return entry.state;
+  }
+
+  async set(key: string, state: SessionState): Promise<void> {
+    const kept = await this.get(key);
+    this.#entries.set(key, {
+      state: kept === undefined ? state : mergeSessionStates(kept, state),
+      expiresAt: Date.now() + this.ttlMs,
+    });
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.#entries.clear();
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const [key, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(key);
+  }
+}

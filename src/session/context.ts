@@ -1,0 +1,230 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomFillSync } from 'node:crypto';
+import { comparePositions, type Position } from './position.js';
+import type { ConsistencyLevel, RouteDecision } from './router.js';
+
+/**
+ * What a session remembers between requests: its id (which picks its sticky replica) and two
+ * floors. Both floors, when set, belong to the same stream and epoch.
+ */
+export interface SessionState {
+  /** Opaque id, at most 64 bytes of UTF-8; `newSessionId()` makes a random one. */
+  readonly id: string;
+  /** Position of the session's last write; read-your-writes reads need a node at or past it. */
+  readonly writeFloor?: Position;
+  /** Highest position the session has read; monotonic reads need a node at or past it. */
+  readonly readFloor?: Position;
+}
+
+/** The level used when none is given: read-your-writes (which includes monotonic reads). */
+export const DEFAULT_LEVEL: ConsistencyLevel = 'read-your-writes';
+
+const ID_BYTES = 12;
+// Random bytes are drawn 3 KB at a time (as crypto.randomUUID does): one syscall per 256 ids.
+const idPool = Buffer.allocUnsafe(ID_BYTES * 256);
+let idPoolOffset = idPool.length;
+
+/** A random session id: 12 random bytes (96 bits) as 16 URL-safe characters. */
+export function newSessionId(): string {
+  if (idPoolOffset === idPool.length) {
+    randomFillSync(idPool);
+    idPoolOffset = 0;
+  }
+  const id = idPool.toString('base64url', idPoolOffset, idPoolOffset + ID_BYTES);
+  idPoolOffset += ID_BYTES;
+  return id;
+}
+
+/**
+ * The session of one request, job or script: its floors, the level its reads ask for, and
+ * whether its token must be re-issued. Floors only move forward within one history; a position
+ * from a newer history (a higher epoch, or another stream) replaces both floors.
+ */
+export class SessionContext {
+  readonly id: string;
+  /** The level reads in this context ask for (the router's default when a call names none). */
+  level: ConsistencyLevel;
+  /**
+   * True when the session's floors may be incomplete (e.g. its session store was unreachable):
+   * floor-based reads (read-your-writes, monotonic) then go to the leader, never stale.
+   */
+  floorsUncertain = false;
+  /** Route decisions made in this context, kept only when set to an array (debug header). */
+  routes: RouteDecision[] | undefined;
+  /**
+   * Told once, when a floor first moves (the middleware then arranges to write the token back,
+   * so requests that change nothing pay nothing for it).
+   */
+  changeListener: { sessionChanged(): void } | undefined;
+  #writeFloor: Position | undefined;
+  #readFloor: Position | undefined;
+  #changed = false;
+  #idHash: number | undefined;
+
+  constructor(
+    state: SessionState = { id: newSessionId() },
+    level: ConsistencyLevel = DEFAULT_LEVEL,
+  ) {
+    this.id = state.id;
+    this.level = level;
+    this.#writeFloor = state.writeFloor;
+    this.#readFloor = state.readFloor;
+    // A state whose floors disagree on the history keeps only the write floor.
+    if (
+      this.#writeFloor !== undefined &&
+      this.#readFloor !== undefined &&
+      comparePositions(this.#writeFloor, this.#readFloor) === 'incomparable'
+    ) {
+      this.#readFloor = undefined;
+    }
+  }
+
+  /** The current state, as a token or a session store would keep it. */
+  get state(): SessionState {
+    const state: { id: string; writeFloor?: Position; readFloor?: Position } = { id: this.id };
+    if (this.#writeFloor !== undefined) state.writeFloor = this.#writeFloor;
+    if (this.#readFloor !== undefined) state.readFloor = this.#readFloor;
+    return state;
+  }
+
+  get writeFloor(): Position | undefined {
+    return this.#writeFloor;
+  }
+
+  get readFloor(): Position | undefined {
+    return this.#readFloor;
+  }
+
+  /** The floor a read at `level` must reach, or undefined when the level needs none. */
+  floorFor(level: ConsistencyLevel): Position | undefined {
+    if (level === 'read-your-writes') return laterOf(this.#writeFloor, this.#readFloor);
+    if (level === 'monotonic') return this.#readFloor;
+    return undefined;
+  }
+
+  /** True once a floor moved since the context was created: the token must be re-issued. */
+  get changed(): boolean {
+    return this.#changed;
+  }
+
+  /** Raises the write floor after a commit on the leader at `position`. */
+  noteWrite(position: Position): void {
+    const next = this.#advance(this.#writeFloor, position);
+    if (next !== this.#writeFloor) {
+      this.#writeFloor = next;
+      this.#markChanged();
+    }
+  }
+
+  /** Raises the read floor after a read that saw at most `position` (read after the query). */
+  noteRead(position: Position): void {
+    const next = this.#advance(this.#readFloor, position);
+    if (next !== this.#readFloor) {
+      this.#readFloor = next;
+      this.#markChanged();
+    }
+  }
+
+  /** Drops both floors (the router calls this after a change of stream or epoch). */
+  rebase(): void {
+    if (this.#writeFloor === undefined && this.#readFloor === undefined) return;
+    this.#writeFloor = undefined;
+    this.#readFloor = undefined;
+    this.#markChanged();
+  }
+
+  #markChanged(): void {
+    if (this.#changed) return;
+    this.#changed = true;
+    this.changeListener?.sessionChanged();
+  }
+
+  /** Records a route decision when `routes` is being kept. */
+  recordRoute(decision: RouteDecision): void {
+    this.routes?.push(decision);
+  }
+
+  /** 32-bit hash of the id for rendezvous hashing, computed once per context. */
+  get idHash(): number {
+    if (this.#idHash === undefined) this.#idHash = hashString(this.id);
+    return this.#idHash;
+  }
+
+  /**
+   * Returns the floor after seeing `position`: the later of the two in one history; `position`
+   * when it starts a newer history (which also drops the other floor); the current floor when
+   * `position` belongs to an older epoch of the same stream (a late report from before a failover).
+   */
+  #advance(current: Position | undefined, position: Position): Position | undefined {
+    const other = current ?? this.#writeFloor ?? this.#readFloor;
+    if (other === undefined) return position;
+    const order = comparePositions(position, other);
+    if (order !== 'incomparable') {
+      if (current === undefined) return position;
+      return comparePositions(position, current) === 'after' ? position : current;
+    }
+    if (position.stream === other.stream && position.epoch < other.epoch) return current;
+    this.#writeFloor = undefined;
+    this.#readFloor = undefined;
+    this.#markChanged();
+    return position;
+  }
+}
+
+/** The later of two positions of one history (either may be missing). */
+function laterOf(a: Position | undefined, b: Position | undefined): Position | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a.lsn >= b.lsn ? a : b;
+}
+
+/** FNV-1a over UTF-16 code units: fast, allocation-free, well spread after `mix32`. */
+export function hashString(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+const storage = new AsyncLocalStorage<SessionContext>();
+
+export interface WithSessionOptions {
+  /** The level for reads in `fn`. Default: the context's own level, or `'read-your-writes'`. */
+  level?: ConsistencyLevel;
+}
+
+/**
+ * Runs `fn` inside a session, so that the routed pool (and anything calling `currentSession()`)
+ * sees it through AsyncLocalStorage. Pass a `SessionContext` to keep using it afterwards (e.g. to
+ * re-issue its token), a `SessionState` (e.g. decoded from a job) to start from it, or undefined
+ * for a fresh session.
+ */
+export function withSession<T>(
+  session: SessionContext | SessionState | undefined,
+  fn: (session: SessionContext) => T,
+  options: WithSessionOptions = {},
+): T {
+  const context =
+    session instanceof SessionContext ? session : new SessionContext(session, options.level);
+  if (options.level !== undefined) context.level = options.level;
+  return storage.run(context, fn, context);
+}
+
+/** The session of the current async context, or undefined outside any. */
+export function currentSession(): SessionContext | undefined {
+  return storage.getStore();
+}
+
+/**
+ * The state after merging `incoming` into `kept` (how session stores and the middleware combine
+ * two views of one user's session): `kept`'s id, and floors moved forward as by `noteWrite` and
+ * `noteRead` (later position within a history, a newer history replaces, an older one is ignored).
+ */
+export function mergeSessionStates(kept: SessionState, incoming: SessionState): SessionState {
+  const merged = new SessionContext(kept);
+  if (incoming.writeFloor !== undefined) merged.noteWrite(incoming.writeFloor);
+  if (incoming.readFloor !== undefined) merged.noteRead(incoming.readFloor);
+  return merged.state;
+}

@@ -1,0 +1,39 @@
+// Session guarantees: positions, the topology interface, session context, router and tokens.
+// The Express middleware is exported from `causeway/express` only.
+export {
+  currentSession,
+  DEFAULT_LEVEL,
+  mergeSessionStates,
+  newSessionId,
+  SessionContext,
+  type SessionState,
+  type WithSessionOptions,
+  withSession,
+} from './context.js';
+export { comparePositions, hasReached, type Position, type PositionOrder } from './position.js';
+export type { NodeStatus, ReplicaSet, TopologySnapshot } from './replica-set.js';
+export {
+  type ConsistencyLevel,
+  levelName,
+  type NoCaughtUpPolicy,
+  type RouteDecision,
+  type RouteReason,
+  Router,
+  type RouterOptions,
+  type RouteTelemetry,
+} from './router.js';
+export type { SessionStore } from './session-store.js';
+export {
+  type InvalidTokenReason,
+  JOB_SESSION_FIELD,
+  type JobSessionCarrier,
+  MAX_TOKEN_LENGTH,
+  MIN_SECRET_LENGTH,
+  SessionTokens,
+  type SessionTokensOptions,
+  sessionForJob,
+  TOKEN_VERSION,
+  type VerifiedToken,
+  type VerifyOptions,
+  withJobSession,
+} from './token.js';

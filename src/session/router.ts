@@ -1,0 +1,397 @@
+import { type Attributes, type Span, trace } from '@opentelemetry/api';
+import { CausewayError, configError, ErrorCode } from '../errors.js';
+import {
+  Attr,
+  addToCounter,
+  CounterName,
+  EventName,
+  getTracer,
+  recordError,
+  SpanName,
+} from '../telemetry.js';
+import type { SessionContext } from './context.js';
+import { comparePositions, hasReached } from './position.js';
+import type { NodeStatus, ReplicaSet } from './replica-set.js';
+import { type ReplicaView, rendezvousScore, replicaView } from './sticky.js';
+
+/**
+ * How fresh a read must be:
+ * - `'strong'`: the leader only.
+ * - `'read-your-writes'` (default): a node at or past the session's write floor and read floor.
+ * - `'monotonic'`: a node at or past the session's read floor (never older than a previous read).
+ * - `{ maxStalenessMs }`: a replica whose measured lag is at most that many milliseconds.
+ * - `'eventual'`: any healthy replica (the session's sticky one).
+ */
+export type ConsistencyLevel =
+  | 'strong'
+  | 'read-your-writes'
+  | 'monotonic'
+  | 'eventual'
+  | { readonly maxStalenessMs: number };
+
+/**
+ * Why a read went where it went. Replica reasons: `'sticky'` (the session's own replica),
+ * `'caught-up'` (another replica, because the sticky one is behind the floor or too stale),
+ * `'waited'` (a replica reached the floor within `waitTimeoutMs`), `'no-session'` (no session:
+ * replicas in turn). Leader reasons: `'strong'`, `'write-floor-not-replicated'`,
+ * `'read-floor-not-replicated'`, `'stale-beyond-bound'`, `'no-healthy-replica'`,
+ * `'new-history'` (the floor is from another stream or epoch: read the leader once, re-base),
+ * `'wait-timed-out'`, `'floors-uncertain'` (the floors may be incomplete: the session store
+ * failed, or a write's position could not be read).
+ */
+export type RouteReason =
+  | 'sticky'
+  | 'caught-up'
+  | 'waited'
+  | 'no-session'
+  | 'strong'
+  | 'write-floor-not-replicated'
+  | 'read-floor-not-replicated'
+  | 'stale-beyond-bound'
+  | 'no-healthy-replica'
+  | 'new-history'
+  | 'wait-timed-out'
+  | 'floors-uncertain';
+
+/** Where one read goes, and why. */
+export interface RouteDecision {
+  readonly target: 'leader' | 'replica';
+  /** The node's name as the replica set reports it. */
+  readonly node: string;
+  readonly reason: RouteReason;
+  readonly level: ConsistencyLevel;
+  /** Milliseconds spent waiting for a replica (only with `onNoCaughtUp: 'wait'`). */
+  readonly waitedMs?: number;
+  /** The chosen replica's last measured lag in milliseconds, when known. */
+  readonly lagMs?: number;
+}
+
+/** What to do when no healthy replica has reached the session's floor. */
+export type NoCaughtUpPolicy = 'leader' | 'wait' | 'error';
+
+/** How `route()` reports each decision to OpenTelemetry (counters are always kept). */
+export type RouteTelemetry = 'event' | 'span' | 'none';
+
+export interface RouterOptions {
+  /** The topology to route over. Required. */
+  replicaSet: ReplicaSet;
+  /** Level for calls that name none and have no session level. Default `'read-your-writes'`. */
+  level?: ConsistencyLevel;
+  /**
+   * When no healthy replica has reached the floor: `'leader'` (default: read the leader now,
+   * never stale, no added latency), `'wait'` (wait up to `waitTimeoutMs` for the most advanced
+   * replica, then the leader), or `'error'` (reject with `NO_REPLICA_CAUGHT_UP`; also used when
+   * no replica is healthy or none is within a staleness bound).
+   */
+  onNoCaughtUp?: NoCaughtUpPolicy;
+  /**
+   * Longest wait for a replica with `onNoCaughtUp: 'wait'`. Default 500 ms: MaxScale waits up to
+   * 10 s, far beyond a web request's budget; past half a second the leader answers sooner.
+   */
+  waitTimeoutMs?: number;
+  /**
+   * `'event'` (default): a `causeway.route` event on the active span, if any is recording;
+   * `'span'`: a `causeway.route` span per routed read; `'none'`: counters only. The default was
+   * chosen by measurement (bench/router.bench.ts, SDK registered, one read per request span):
+   * an event added about 2.5 µs per read, a span about 6.7 µs (on top of about 3 µs for the
+   * decision and counter), and a span per read also multiplies the spans a service exports.
+   */
+  telemetry?: RouteTelemetry;
+}
+
+const REPLICA_REASONS: ReadonlySet<RouteReason> = new Set([
+  'sticky',
+  'caught-up',
+  'waited',
+  'no-session',
+]);
+const FLOOR_MISSES: ReadonlySet<RouteReason> = new Set([
+  'write-floor-not-replicated',
+  'read-floor-not-replicated',
+]);
+
+/**
+ * Decides, for each read, whether it may go to a replica and which one, on the replica set's
+ * cached snapshot: leader pinning for read-your-writes, rendezvous-sticky replicas plus a read
+ * floor for monotonic reads. `decide()` is synchronous and allocates only its result; `route()`
+ * adds the `onNoCaughtUp` policy, re-basing after a new history, and telemetry.
+ */
+export class Router {
+  readonly replicaSet: ReplicaSet;
+  readonly level: ConsistencyLevel;
+  readonly onNoCaughtUp: NoCaughtUpPolicy;
+  readonly waitTimeoutMs: number;
+  readonly telemetry: RouteTelemetry;
+  #view: ReplicaView | undefined;
+  #turn = 0;
+
+  constructor(options: RouterOptions) {
+    if (options === null || typeof options !== 'object' || options.replicaSet === undefined) {
+      throw configError('Router needs { replicaSet }');
+    }
+    this.replicaSet = options.replicaSet;
+    this.level = validateLevel(options.level ?? 'read-your-writes', 'level');
+    this.onNoCaughtUp = oneOf(options.onNoCaughtUp ?? 'leader', 'onNoCaughtUp', [
+      'leader',
+      'wait',
+      'error',
+    ]);
+    this.waitTimeoutMs = options.waitTimeoutMs ?? 500;
+    if (!Number.isFinite(this.waitTimeoutMs) || this.waitTimeoutMs < 0) {
+      throw configError('waitTimeoutMs must be a finite number >= 0', {
+        waitTimeoutMs: options.waitTimeoutMs,
+      });
+    }
+    this.telemetry = oneOf(options.telemetry ?? 'event', 'telemetry', ['event', 'span', 'none']);
+  }
+
+  /**
+   * Where a read at `level` (default: the session's level, else the router's) should go, from
+   * the cached topology only: no I/O, no waiting, no telemetry.
+   */
+  decide(session: SessionContext | undefined, level?: ConsistencyLevel): RouteDecision {
+    const lvl = level ?? session?.level ?? this.level;
+    const view = this.#currentView();
+    const leader = view.snapshot.leader;
+    if (lvl === 'strong') return toLeader(leader, 'strong', lvl);
+    const healthy = view.healthy;
+    if (healthy.length === 0) return toLeader(leader, 'no-healthy-replica', lvl);
+    if (session === undefined) {
+      const replica = healthy[this.#turn % healthy.length]!;
+      this.#turn = (this.#turn + 1) >>> 0;
+      return toReplica(replica, 'no-session', lvl);
+    }
+    if (session.floorsUncertain && (lvl === 'read-your-writes' || lvl === 'monotonic')) {
+      return toLeader(leader, 'floors-uncertain', lvl);
+    }
+    const floor = session.floorFor(lvl);
+    const leaderAt = leader.position;
+    if (floor !== undefined && leaderAt !== undefined) {
+      if (comparePositions(floor, leaderAt) === 'incomparable') {
+        return toLeader(leader, 'new-history', lvl);
+      }
+    }
+    const bound = typeof lvl === 'object' ? lvl.maxStalenessMs : undefined;
+
+    // One pass: the top-scored replica is the sticky one; the top-scored eligible one is chosen.
+    // A replica behind the floor is also checked against the write floor alone, to tell which
+    // floor kept the read on the leader without a second pass.
+    const writeFloor = lvl === 'read-your-writes' ? session.writeFloor : undefined;
+    const sessionHash = session.idHash;
+    let sticky = -1;
+    let stickyScore = -1;
+    let chosen = -1;
+    let chosenScore = -1;
+    let writeFloorReplicated = false;
+    for (let i = 0; i < healthy.length; i++) {
+      const score = rendezvousScore(sessionHash, view.hashes[i]!);
+      if (score > stickyScore) {
+        stickyScore = score;
+        sticky = i;
+      }
+      if (score <= chosenScore) continue;
+      const replica = healthy[i]!;
+      if (floor !== undefined && !hasReached(replica.position, floor)) {
+        if (writeFloor !== undefined && hasReached(replica.position, writeFloor)) {
+          writeFloorReplicated = true;
+        }
+        continue;
+      }
+      if (bound !== undefined && (replica.lagMs === undefined || replica.lagMs > bound)) continue;
+      chosenScore = score;
+      chosen = i;
+    }
+    if (chosen >= 0) {
+      return toReplica(healthy[chosen]!, chosen === sticky ? 'sticky' : 'caught-up', lvl);
+    }
+    if (bound !== undefined) return toLeader(leader, 'stale-beyond-bound', lvl);
+    const missed =
+      writeFloor !== undefined && !writeFloorReplicated
+        ? 'write-floor-not-replicated'
+        : 'read-floor-not-replicated';
+    return toLeader(leader, missed, lvl);
+  }
+
+  /**
+   * `decide()` plus the `onNoCaughtUp` policy, re-basing the session after a new history, and
+   * telemetry (the `causeway.route.reads` counter, and an event or span per `telemetry`).
+   * Rejects with `NO_REPLICA_CAUGHT_UP` under `onNoCaughtUp: 'error'`.
+   */
+  async route(
+    session: SessionContext | undefined,
+    level?: ConsistencyLevel,
+  ): Promise<RouteDecision> {
+    if (this.telemetry !== 'span') {
+      const decision = await this.#resolve(session, level);
+      this.#report(decision, session, trace.getActiveSpan());
+      return decision;
+    }
+    const span = getTracer().startSpan(SpanName.ROUTE);
+    try {
+      const decision = await this.#resolve(session, level);
+      this.#report(decision, session, span);
+      return decision;
+    } catch (error) {
+      recordError(span, error);
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  async #resolve(
+    session: SessionContext | undefined,
+    level?: ConsistencyLevel,
+  ): Promise<RouteDecision> {
+    const decision = this.decide(session, level);
+    if (decision.reason === 'new-history') {
+      session?.rebase();
+      return decision;
+    }
+    if (decision.target === 'replica' || this.onNoCaughtUp === 'leader') return decision;
+    if (
+      this.onNoCaughtUp === 'wait' &&
+      session !== undefined &&
+      FLOOR_MISSES.has(decision.reason)
+    ) {
+      return this.#waitForReplica(session, decision);
+    }
+    if (
+      this.onNoCaughtUp === 'error' &&
+      decision.reason !== 'strong' &&
+      decision.reason !== 'floors-uncertain'
+    ) {
+      throw new CausewayError(
+        ErrorCode.NO_REPLICA_CAUGHT_UP,
+        `No replica can serve this read (${decision.reason})`,
+        {
+          details: { reason: decision.reason, level: levelName(decision.level) },
+        },
+      );
+    }
+    return decision;
+  }
+
+  /**
+   * Waits for the most advanced healthy replica (ties: the session's rendezvous order) to reach
+   * the floor, then falls back to the leader. One waiter per read, whatever the replica count.
+   */
+  async #waitForReplica(session: SessionContext, missed: RouteDecision): Promise<RouteDecision> {
+    const floor = session.floorFor(missed.level)!;
+    const view = this.#currentView();
+    let best: NodeStatus | undefined;
+    let bestScore = -1;
+    for (let i = 0; i < view.healthy.length; i++) {
+      const replica = view.healthy[i]!;
+      const at = replica.position;
+      if (at === undefined || comparePositions(at, floor) === 'incomparable') continue;
+      const score = rendezvousScore(session.idHash, view.hashes[i]!);
+      const bestAt = best?.position?.lsn ?? -1n;
+      if (at.lsn > bestAt || (at.lsn === bestAt && score > bestScore)) {
+        best = replica;
+        bestScore = score;
+      }
+    }
+    if (best === undefined) return missed;
+    const started = performance.now();
+    const reached = await this.replicaSet.waitFor(best.name, floor, this.waitTimeoutMs);
+    const waitedMs = Math.round(performance.now() - started);
+    if (reached) return { ...toReplica(best, 'waited', missed.level), waitedMs };
+    return { ...missed, reason: 'wait-timed-out', waitedMs };
+  }
+
+  #report(
+    decision: RouteDecision,
+    session: SessionContext | undefined,
+    span: Span | undefined,
+  ): void {
+    addToCounter(CounterName.ROUTED_READS, reasonAttributes(decision.reason));
+    session?.recordRoute(decision);
+    if (this.telemetry === 'none' || span === undefined || !span.isRecording()) return;
+    const attributes = decisionAttributes(decision);
+    if (this.telemetry === 'span') span.setAttributes(attributes);
+    else if (this.telemetry === 'event') span.addEvent(EventName.ROUTE, attributes);
+  }
+
+  /** The derived view of the replica set's snapshot, re-derived only when the snapshot changes. */
+  #currentView(): ReplicaView {
+    const snapshot = this.replicaSet.snapshot();
+    if (this.#view?.snapshot !== snapshot) this.#view = replicaView(snapshot);
+    return this.#view;
+  }
+}
+
+// Each reason implies its target, so counter attributes are built once per reason.
+const reasonAttributeCache = new Map<RouteReason, Attributes>();
+function reasonAttributes(reason: RouteReason): Attributes {
+  let attributes = reasonAttributeCache.get(reason);
+  if (attributes === undefined) {
+    attributes = {
+      [Attr.TARGET]: REPLICA_REASONS.has(reason) ? 'replica' : 'leader',
+      [Attr.REASON]: reason,
+    };
+    reasonAttributeCache.set(reason, attributes);
+  }
+  return attributes;
+}
+
+/** The span attributes of one decision. */
+export function decisionAttributes(decision: RouteDecision): Attributes {
+  const attributes: Attributes = {
+    [Attr.LEVEL]: levelName(decision.level),
+    [Attr.TARGET]: decision.target,
+    [Attr.NODE]: decision.node,
+    [Attr.REASON]: decision.reason,
+  };
+  if (decision.waitedMs !== undefined) attributes[Attr.WAIT_MS] = decision.waitedMs;
+  if (decision.lagMs !== undefined) attributes[Attr.LAG] = decision.lagMs;
+  return attributes;
+}
+
+/** A level as a short string for headers and attributes (`'max-staleness:500ms'` for bounds). */
+export function levelName(level: ConsistencyLevel): string {
+  return typeof level === 'object' ? `max-staleness:${level.maxStalenessMs}ms` : level;
+}
+
+/** Returns `level` if it is a valid `ConsistencyLevel`, else throws a `CONFIG` error naming `option`. */
+export function validateLevel(level: unknown, option: string): ConsistencyLevel {
+  if (
+    level === 'strong' ||
+    level === 'read-your-writes' ||
+    level === 'monotonic' ||
+    level === 'eventual'
+  ) {
+    return level;
+  }
+  if (typeof level === 'object' && level !== null) {
+    const ms = (level as { maxStalenessMs?: unknown }).maxStalenessMs;
+    if (typeof ms === 'number' && Number.isFinite(ms) && ms >= 0) return { maxStalenessMs: ms };
+  }
+  throw configError(
+    `${option} must be 'strong', 'read-your-writes', 'monotonic', 'eventual' or { maxStalenessMs >= 0 }`,
+    { [option]: level },
+  );
+}
+
+function oneOf<T extends string>(value: T, option: string, allowed: readonly T[]): T {
+  if (!allowed.includes(value)) {
+    throw configError(`${option} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`, {
+      [option]: value,
+    });
+  }
+  return value;
+}
+
+function toLeader(leader: NodeStatus, reason: RouteReason, level: ConsistencyLevel): RouteDecision {
+  return { target: 'leader', node: leader.name, reason, level };
+}
+
+function toReplica(
+  replica: NodeStatus,
+  reason: RouteReason,
+  level: ConsistencyLevel,
+): RouteDecision {
+  return replica.lagMs === undefined
+    ? { target: 'replica', node: replica.name, reason, level }
+    : { target: 'replica', node: replica.name, reason, level, lagMs: replica.lagMs };
+}

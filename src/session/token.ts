@@ -1,0 +1,312 @@
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
+import { trace } from '@opentelemetry/api';
+import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
+import { Attr, addToCounter, CounterName, EventName } from '../telemetry.js';
+import { currentSession, type SessionContext, type SessionState, withSession } from './context.js';
+import type { Position } from './position.js';
+import type { ConsistencyLevel } from './router.js';
+
+/**
+ * Session tokens: `base64url(payload ‖ HMAC-SHA256(payload))`, with the payload
+ *
+ *     version:u8 (=1)  flags:u8  expiresAt:u32 (Unix seconds)  idLength:u8  id
+ *     [streamLength:u8 stream epoch:u32] [writeLsn:u64] [readLsn:u64]
+ *
+ * (the stream and epoch appear once: both floors always share a history). A 16-character id, a
+ * 19-digit PostgreSQL system identifier and both floors make 95 bytes, a 127-character token.
+ */
+export const TOKEN_VERSION = 1;
+/** Longer tokens are refused unread (`'oversized'`): 1024 characters, ~8× the largest real one. */
+export const MAX_TOKEN_LENGTH = 1024;
+/** Shortest accepted secret, in characters (32: the HMAC-SHA256 key then carries >= 128 bits). */
+export const MIN_SECRET_LENGTH = 32;
+const MAC_BYTES = 32;
+/** Verified tokens remembered per `SessionTokens` (about 2.5 MB at most). */
+const RECENT_TOKENS = 4096;
+const MAX_ID_BYTES = 64;
+const MAX_STREAM_BYTES = 128;
+const HAS_WRITE_FLOOR = 1;
+const HAS_READ_FLOOR = 2;
+const MAX_LSN = (1n << 64n) - 1n;
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+/** Why a token was not trusted (the `causeway.reason` of `causeway.session.invalid_tokens`). */
+export type InvalidTokenReason =
+  | 'oversized'
+  | 'malformed'
+  | 'unsupported-version'
+  | 'bad-signature'
+  | 'expired'
+  | 'other-cluster';
+
+export interface SessionTokensOptions {
+  /**
+   * HMAC secret(s), each at least `MIN_SECRET_LENGTH` characters. With an array the first signs
+   * and all verify: put a new secret first, keep the old one until its tokens expired. Required.
+   */
+  secret: string | readonly string[];
+  /**
+   * Lifetime of an issued token. Default 24 hours: floors older than that have long been
+   * replicated, and a token is re-issued (sliding) once less than half its lifetime is left.
+   */
+  ttlMs?: number;
+}
+
+export interface VerifyOptions {
+  /**
+   * The cluster's stream (e.g. the leader position's `stream`); a token whose floors name
+   * another stream is `'other-cluster'`. Default: not checked.
+   */
+  stream?: string | undefined;
+  /** The current time in ms (tests). Default `Date.now()`. */
+  now?: number;
+}
+
+/** A token that passed verification. */
+export interface VerifiedToken {
+  readonly state: SessionState;
+  /** Expiry in Unix milliseconds. */
+  readonly expiresAt: number;
+}
+
+/** Issues and verifies session tokens; one instance per secret configuration. */
+export class SessionTokens {
+  readonly ttlMs: number;
+  readonly #keys: readonly KeyObject[];
+  /**
+   * Tokens whose signature checked out lately (the oldest dropped past `RECENT_TOKENS`): a client
+   * sends the same token until its session changes, so most requests skip the HMAC. Expiry and
+   * cluster are still checked on every use.
+   */
+  readonly #recent = new Map<string, VerifiedToken>();
+
+  constructor(options: SessionTokensOptions) {
+    const secrets = typeof options?.secret === 'string' ? [options.secret] : options?.secret;
+    if (!Array.isArray(secrets) || secrets.length === 0) {
+      throw configError(
+        'secret is required: a string or a non-empty array of strings (the first signs)',
+      );
+    }
+    for (const secret of secrets) {
+      if (typeof secret !== 'string' || secret.length < MIN_SECRET_LENGTH) {
+        throw configError(
+          `every secret must be a string of at least ${MIN_SECRET_LENGTH} characters`,
+        );
+      }
+    }
+    this.#keys = secrets.map((secret: string) => createSecretKey(Buffer.from(secret, 'utf8')));
+    this.ttlMs = options.ttlMs ?? 24 * 60 * 60 * 1000;
+    if (!Number.isFinite(this.ttlMs) || this.ttlMs < 1000) {
+      throw configError('ttlMs must be a finite number of at least 1000', { ttlMs: options.ttlMs });
+    }
+  }
+
+  /** A signed token for `state`, valid for `ttlMs` from `now`. */
+  issue(state: SessionState, now: number = Date.now()): string {
+    const id = Buffer.from(state.id, 'utf8');
+    if (id.length === 0 || id.length > MAX_ID_BYTES) {
+      throw invalidInput(`session id must be 1..${MAX_ID_BYTES} bytes`);
+    }
+    const history = state.writeFloor ?? state.readFloor;
+    const stream = history === undefined ? undefined : Buffer.from(history.stream, 'utf8');
+    if (stream !== undefined && (stream.length === 0 || stream.length > MAX_STREAM_BYTES)) {
+      throw invalidInput(`stream must be 1..${MAX_STREAM_BYTES} bytes`);
+    }
+    const size =
+      7 +
+      id.length +
+      (stream === undefined ? 0 : 5 + stream.length) +
+      (state.writeFloor ? 8 : 0) +
+      (state.readFloor ? 8 : 0);
+    const bytes = Buffer.allocUnsafe(size + MAC_BYTES);
+    bytes[0] = TOKEN_VERSION;
+    bytes[1] = (state.writeFloor ? HAS_WRITE_FLOOR : 0) | (state.readFloor ? HAS_READ_FLOOR : 0);
+    bytes.writeUInt32BE(Math.min(Math.floor((now + this.ttlMs) / 1000), 0xffffffff), 2);
+    bytes[6] = id.length;
+    let at = 7 + id.copy(bytes, 7);
+    if (history !== undefined && stream !== undefined) {
+      bytes[at++] = stream.length;
+      at += stream.copy(bytes, at);
+      if (!Number.isInteger(history.epoch) || history.epoch < 0 || history.epoch > 0xffffffff) {
+        throw invalidInput('epoch must be a 32-bit unsigned integer');
+      }
+      at = bytes.writeUInt32BE(history.epoch, at);
+      for (const floor of [state.writeFloor, state.readFloor]) {
+        if (floor === undefined) continue;
+        if (floor.stream !== history.stream || floor.epoch !== history.epoch) {
+          throw invalidInput('both floors must share stream and epoch');
+        }
+        if (floor.lsn < 0n || floor.lsn > MAX_LSN) {
+          throw invalidInput('lsn must fit in 64 unsigned bits');
+        }
+        at = bytes.writeBigUInt64BE(floor.lsn, at);
+      }
+    }
+    mac(this.#keys[0]!, bytes.subarray(0, size)).copy(bytes, size);
+    return bytes.toString('base64url');
+  }
+
+  /**
+   * Verifies `token` and returns its state, or throws `INVALID_SESSION_TOKEN` with
+   * `details.reason` an `InvalidTokenReason`. Never trusts a token it cannot fully check.
+   */
+  verify(token: string, options: VerifyOptions = {}): VerifiedToken {
+    if (token.length > MAX_TOKEN_LENGTH) throw invalidToken('oversized');
+    let verified = this.#recent.get(token);
+    if (verified === undefined) {
+      verified = this.#checkSignature(token);
+      if (this.#recent.size >= RECENT_TOKENS) {
+        this.#recent.delete(this.#recent.keys().next().value!);
+      }
+      this.#recent.set(token, verified);
+    }
+    if (verified.expiresAt <= (options.now ?? Date.now())) throw invalidToken('expired');
+    const history = verified.state.writeFloor ?? verified.state.readFloor;
+    if (
+      options.stream !== undefined &&
+      history !== undefined &&
+      history.stream !== options.stream
+    ) {
+      throw invalidToken('other-cluster');
+    }
+    return verified;
+  }
+
+  /** Decodes `token` and checks its version and MAC; expiry and cluster are checked by `verify`. */
+  #checkSignature(token: string): VerifiedToken {
+    if (!BASE64URL.test(token)) throw invalidToken('malformed');
+    const bytes = Buffer.from(token, 'base64url');
+    // Base64url's last character can carry unused bits: only the canonical spelling is accepted,
+    // so that changing any character of a token changes the bytes the MAC covers.
+    if (bytes.length < 7 + MAC_BYTES || bytes.toString('base64url') !== token) {
+      throw invalidToken('malformed');
+    }
+    if (bytes[0] !== TOKEN_VERSION) throw invalidToken('unsupported-version');
+    const size = bytes.length - MAC_BYTES;
+    const payload = bytes.subarray(0, size);
+    const tag = bytes.subarray(size);
+    if (!this.#keys.some((key) => timingSafeEqual(mac(key, payload), tag))) {
+      throw invalidToken('bad-signature');
+    }
+    return { state: parsePayload(payload), expiresAt: payload.readUInt32BE(2) * 1000 };
+  }
+
+  /** True when less than half of a verified token's lifetime is left (re-issue it). */
+  needsRefresh(verified: VerifiedToken, now: number = Date.now()): boolean {
+    return verified.expiresAt - now < this.ttlMs / 2;
+  }
+}
+
+function mac(key: KeyObject, payload: Buffer): Buffer {
+  return createHmac('sha256', key).update(payload).digest();
+}
+
+/** Parses a signed payload; a signed but malformed payload (a bug, not an attack) is `'malformed'`. */
+function parsePayload(payload: Buffer): SessionState {
+  const flags = payload[1]!;
+  const idLength = payload[6]!;
+  let at = 7 + idLength;
+  if (idLength === 0 || at > payload.length || flags > 3) throw invalidToken('malformed');
+  const id = payload.toString('utf8', 7, at);
+  if (flags === 0) {
+    if (at !== payload.length) throw invalidToken('malformed');
+    return { id };
+  }
+  const streamLength = payload[at++] ?? 0;
+  const streamEnd = at + streamLength;
+  const expected =
+    streamEnd + 4 + (flags & HAS_WRITE_FLOOR ? 8 : 0) + (flags & HAS_READ_FLOOR ? 8 : 0);
+  if (streamLength === 0 || expected !== payload.length) throw invalidToken('malformed');
+  const stream = payload.toString('utf8', at, streamEnd);
+  const epoch = payload.readUInt32BE(streamEnd);
+  at = streamEnd + 4;
+  let writeFloor: Position | undefined;
+  let readFloor: Position | undefined;
+  if (flags & HAS_WRITE_FLOOR) {
+    writeFloor = { stream, epoch, lsn: payload.readBigUInt64BE(at) };
+    at += 8;
+  }
+  if (flags & HAS_READ_FLOOR) readFloor = { stream, epoch, lsn: payload.readBigUInt64BE(at) };
+  if (writeFloor && readFloor) return { id, writeFloor, readFloor };
+  return writeFloor ? { id, writeFloor } : { id, readFloor: readFloor! };
+}
+
+function invalidToken(reason: InvalidTokenReason): CausewayError {
+  return new CausewayError(
+    ErrorCode.INVALID_SESSION_TOKEN,
+    `Session token not accepted: ${reason}`,
+    {
+      details: { reason },
+    },
+  );
+}
+
+/** The reason of an `INVALID_SESSION_TOKEN` error. */
+export function invalidTokenReason(error: CausewayError): InvalidTokenReason {
+  return (error.details['reason'] as InvalidTokenReason | undefined) ?? 'malformed';
+}
+
+/**
+ * Counts an untrusted token (`causeway.session.invalid_tokens` by reason) and adds a
+ * `causeway.session.invalid_token` event to the active span. The token itself is never recorded.
+ */
+export function recordInvalidToken(reason: InvalidTokenReason): void {
+  const attributes = { [Attr.REASON]: reason };
+  addToCounter(CounterName.INVALID_TOKENS, attributes);
+  trace.getActiveSpan()?.addEvent(EventName.INVALID_TOKEN, attributes);
+}
+
+/**
+ * Verifies `token` (if any): the verified token, undefined when there is none, or the
+ * `INVALID_SESSION_TOKEN` error of an untrusted one, already recorded by `recordInvalidToken`.
+ */
+export function checkToken(
+  tokens: SessionTokens,
+  token: string | undefined,
+  options: VerifyOptions = {},
+): VerifiedToken | CausewayError | undefined {
+  if (token === undefined || token === '') return undefined;
+  try {
+    return tokens.verify(token, options);
+  } catch (error) {
+    if (!(error instanceof CausewayError)) throw error;
+    recordInvalidToken(invalidTokenReason(error));
+    return error;
+  }
+}
+
+/** The field `sessionForJob` results are meant to be stored under in a job payload. */
+export const JOB_SESSION_FIELD = 'causewaySession';
+
+/** A job payload that may carry a session token (see `sessionForJob`). */
+export interface JobSessionCarrier {
+  readonly [JOB_SESSION_FIELD]?: string | undefined;
+}
+
+/**
+ * The current session (or `session`) as a token to put on a queued job, so that the worker reads
+ * at least what the enqueuing request wrote: `queue.add({ ...data, causewaySession:
+ * sessionForJob(tokens) })`. Undefined outside any session.
+ */
+export function sessionForJob(
+  tokens: SessionTokens,
+  session: SessionContext | undefined = currentSession(),
+): string | undefined {
+  return session === undefined ? undefined : tokens.issue(session.state);
+}
+
+/**
+ * Runs a worker's `fn` inside the session carried by `job` (a payload with `causewaySession`, or
+ * the token itself). An untrusted or missing token starts a fresh session rather than failing
+ * the job; the invalid-token counter records it.
+ */
+export function withJobSession<T>(
+  tokens: SessionTokens,
+  job: JobSessionCarrier | string | undefined,
+  fn: (session: SessionContext) => T,
+  options: { level?: ConsistencyLevel } = {},
+): T {
+  const token = typeof job === 'string' ? job : job?.[JOB_SESSION_FIELD];
+  const checked = checkToken(tokens, token);
+  return withSession(checked instanceof CausewayError ? undefined : checked?.state, fn, options);
+}
