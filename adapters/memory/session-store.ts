@@ -24,13 +24,12 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async get(key: string): Promise<SessionState | undefined> {
-    const entry = this.#entries.get(key);
-    if (entry === undefined || entry.expiresAt <= Date.now()) return undefined;
-    return entry.state;
+    return this.#live(key);
   }
 
   async set(key: string, state: SessionState): Promise<void> {
-    const kept = await this.get(key);
+    // Read and write in one synchronous step: concurrent sets must not lose each other's floors.
+    const kept = this.#live(key);
     this.#entries.set(key, {
       state: kept === undefined ? state : mergeSessionStates(kept, state),
       expiresAt: Date.now() + this.ttlMs,
@@ -40,6 +39,12 @@ export class MemorySessionStore implements SessionStore {
   async close(): Promise<void> {
     clearInterval(this.#sweeper);
     this.#entries.clear();
+  }
+
+  #live(key: string): SessionState | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined || entry.expiresAt <= Date.now()) return undefined;
+    return entry.state;
   }
 
   #sweep(): void {

@@ -77,6 +77,8 @@ interface NodeState {
   /** Stream and timeline last seen on this node; positions read later reuse them. */
   history: { stream: string; epoch: number } | undefined;
   checking: Promise<void> | undefined;
+  /** When (performance.now()) the query that gave `status.position` started. */
+  positionAsOf: number;
 }
 
 /** A node that is down or not usable, keeping its last known position for diagnostics. */
@@ -213,6 +215,7 @@ export class PgReplicaSet implements ReplicaSet {
       node.role === 'leader'
         ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
         : 'SELECT pg_last_wal_replay_lsn()::text AS lsn';
+    const asOf = performance.now();
     const text = (await client.query(sql)).rows[0]?.['lsn'];
     if (typeof text !== 'string') return undefined;
     const position: Position = {
@@ -220,7 +223,7 @@ export class PgReplicaSet implements ReplicaSet {
       epoch: history.epoch,
       lsn: parseLsn(text),
     };
-    this.#advance(node, position);
+    this.#advance(node, position, asOf);
     return position;
   }
 
@@ -295,6 +298,7 @@ export class PgReplicaSet implements ReplicaSet {
     const sql = `BEGIN; SET LOCAL statement_timeout = ${this.#checkTimeoutMs}; ${
       node.role === 'leader' ? LEADER_CHECK : REPLICA_CHECK
     }; COMMIT`;
+    const asOf = performance.now();
     try {
       const query = node.pool.query(sql);
       // Four statements, so `pg` answers with an array of four results.
@@ -309,7 +313,7 @@ export class PgReplicaSet implements ReplicaSet {
       const row = Array.isArray(results) ? results[2]?.rows[0] : undefined;
       if (row === undefined) throw new Error('check returned no row');
       if (node.role === 'leader') this.#updateLeader(node, row);
-      else this.#updateReplica(node, row);
+      else this.#updateReplica(node, row, asOf);
     } catch {
       // Down, too slow, or an answer that makes no sense: not usable until a check passes.
       this.#update(node, withHealth(node.status, false));
@@ -341,7 +345,7 @@ export class PgReplicaSet implements ReplicaSet {
     });
   }
 
-  #updateReplica(node: NodeState, row: Record<string, unknown>): void {
+  #updateReplica(node: NodeState, row: Record<string, unknown>, asOf: number): void {
     const { stream, epoch, replay, receive } = row;
     if (
       typeof stream !== 'string' ||
@@ -354,7 +358,22 @@ export class PgReplicaSet implements ReplicaSet {
       return;
     }
     node.history = { stream, epoch };
-    const position: Position = { stream, epoch, lsn: parseLsn(replay) };
+    let position: Position = { stream, epoch, lsn: parseLsn(replay) };
+    // A check answered after a read that started later learnt a newer position (waitFor, a
+    // routed read) must not move the cached position back: the router would then send reads
+    // to the leader that the replica can serve. A newer check may (a rebuilt replica).
+    const known = node.status.position;
+    if (
+      known !== undefined &&
+      node.positionAsOf > asOf &&
+      known.stream === stream &&
+      known.epoch === epoch &&
+      known.lsn > position.lsn
+    ) {
+      position = known;
+    } else {
+      node.positionAsOf = asOf;
+    }
     const leaderAt = this.#leader.status.position;
     // Until the leader's history is known, a replica cannot be shown to belong to it.
     const sameHistory =
@@ -378,7 +397,7 @@ export class PgReplicaSet implements ReplicaSet {
   }
 
   /** Raises a node's cached position after a read of it (never lowers it). */
-  #advance(node: NodeState, position: Position): void {
+  #advance(node: NodeState, position: Position, asOf: number): void {
     const known = node.status.position;
     if (
       known !== undefined &&
@@ -388,6 +407,7 @@ export class PgReplicaSet implements ReplicaSet {
     ) {
       return;
     }
+    node.positionAsOf = Math.max(node.positionAsOf, asOf);
     this.#update(node, { ...node.status, position });
   }
 
@@ -446,7 +466,16 @@ function resolveNode(
     lagMs: undefined,
     lagBytes: undefined,
   };
-  return { name, pool, end, role, status, history: undefined, checking: undefined };
+  return {
+    name,
+    pool,
+    end,
+    role,
+    status,
+    history: undefined,
+    checking: undefined,
+    positionAsOf: 0,
+  };
 }
 
 function createPool(config: object | string, connectTimeoutMs: number): pg.Pool {

@@ -102,10 +102,15 @@ async function runSelftest(base: string): Promise<void> {
     `3. GET /status with Causeway -> ${show(fresh.status)} from ${fresh.node} (${fresh.reason})`,
   );
 
-  await new Promise((resolve) => setTimeout(resolve, REPLICA_DELAY_MS + 200));
+  // Wait for the replica to apply the write (about REPLICA_DELAY_MS), not a fixed time: a busy
+  // machine can fire the replica's timer late.
+  const written = db.snapshot().leader.position;
+  if (written === undefined || !(await db.waitFor('replica-1', written, 10_000))) {
+    throw new Error('replica-1 never applied the write');
+  }
   const later = await read();
   console.log(
-    `4. ${REPLICA_DELAY_MS + 200} ms later -> ${show(later.status)} from ${later.node} (${later.reason}): replicas serve it again`,
+    `4. replica-1 has applied the write (~${REPLICA_DELAY_MS} ms); a read later -> ${show(later.status)} from ${later.node} (${later.reason}): replicas serve it again`,
   );
 
   const ok =

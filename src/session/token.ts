@@ -151,6 +151,8 @@ export class SessionTokens {
    * `details.reason` an `InvalidTokenReason`. Never trusts a token it cannot fully check.
    */
   verify(token: string, options: VerifyOptions = {}): VerifiedToken {
+    // Job payloads and stores come back from JSON: a number or an object is malformed, not a crash.
+    if (typeof token !== 'string') throw invalidToken('malformed');
     if (token.length > MAX_TOKEN_LENGTH) throw invalidToken('oversized');
     let verified = this.#recent.get(token);
     if (verified === undefined) {

@@ -15,7 +15,7 @@ import {
 } from '../../../src/express.js';
 import { currentSession, type SessionState } from '../../../src/session/context.js';
 import type { SessionStore } from '../../../src/session/session-store.js';
-import { installTelemetry } from '../../unit/session/otel.js';
+import { installTelemetry } from '../../support/otel.js';
 
 interface ExpressFactory {
   (): Express;

@@ -9,9 +9,13 @@ import { consistency, consistencyOf } from '../../../src/express.js';
 import type { Position } from '../../../src/session/position.js';
 import { type RedisServer, startRedis } from '../../harness/cluster.js';
 import { testEnv } from '../../harness/env.js';
-import { installTelemetry } from '../../unit/session/otel.js';
+import { installTelemetry } from '../../support/otel.js';
 
 const SECRET = 'test-secret-of-at-least-32-chars!';
+// The stores' call bound in these tests. The default (100 ms) is right for a service, but a CI
+// machine running every suite at once can stall a healthy Redis call that long: the tests below
+// are about what the store and the middleware do, and a stopped Redis fails well within it.
+const SLOW_MACHINE_MS = 2000;
 const prefix = `causeway:test:session:${randomUUID()}:`;
 const at = (lsn: bigint, epoch = 1): Position => ({ stream: '7301234567890123456', epoch, lsn });
 
@@ -30,7 +34,7 @@ afterAll(async () => {
 
 describe('RedisSessionStore (shared Redis)', () => {
   it('round-trips state, including 64-bit LSNs', async () => {
-    const store = new RedisSessionStore({ redis, keyPrefix: prefix });
+    const store = new RedisSessionStore({ redis, keyPrefix: prefix, timeoutMs: SLOW_MACHINE_MS });
     expect(await store.get('nobody')).toBeUndefined();
     const big = (1n << 64n) - 2n;
     await store.set('u1', { id: 'a', writeFloor: at(big), readFloor: at(big + 1n) });
@@ -44,7 +48,7 @@ describe('RedisSessionStore (shared Redis)', () => {
   });
 
   it('merges forward only: an older floor never overwrites a newer one', async () => {
-    const store = new RedisSessionStore({ redis, keyPrefix: prefix });
+    const store = new RedisSessionStore({ redis, keyPrefix: prefix, timeoutMs: SLOW_MACHINE_MS });
     await store.set('u2', { id: 'first', writeFloor: at(0x100n), readFloor: at(0x50n) });
     await store.set('u2', { id: 'second', writeFloor: at(0xffn), readFloor: at(0x1000n) });
     expect(await store.get('u2')).toEqual({
@@ -60,7 +64,7 @@ describe('RedisSessionStore (shared Redis)', () => {
   });
 
   it('keeps the floor of concurrent writers (no lost update)', async () => {
-    const store = new RedisSessionStore({ redis, keyPrefix: prefix });
+    const store = new RedisSessionStore({ redis, keyPrefix: prefix, timeoutMs: SLOW_MACHINE_MS });
     const lsns = Array.from({ length: 50 }, (_, i) => (i * 7919) % 1000);
     await Promise.all(
       lsns.map((lsn) => store.set('u3', { id: `d${lsn}`, writeFloor: at(BigInt(lsn)) })),
@@ -69,7 +73,12 @@ describe('RedisSessionStore (shared Redis)', () => {
   });
 
   it('expires a key ttlMs after its last write', async () => {
-    const store = new RedisSessionStore({ redis, keyPrefix: prefix, ttlMs: 30_000 });
+    const store = new RedisSessionStore({
+      redis,
+      keyPrefix: prefix,
+      timeoutMs: SLOW_MACHINE_MS,
+      ttlMs: 30_000,
+    });
     await store.set('u4', { id: 'a' });
     const ttl = await redis.pttl(`${prefix}u4`);
     expect(ttl).toBeGreaterThan(0);
@@ -104,7 +113,7 @@ describe('the middleware over a Redis that stops mid-test', () => {
   });
 
   function app() {
-    const store = new RedisSessionStore({ redis: client, timeoutMs: 200 });
+    const store = new RedisSessionStore({ redis: client, timeoutMs: SLOW_MACHINE_MS });
     const server = express();
     server.use((_req: Request, res: Response, next: NextFunction) => {
       otel.tracer.startActiveSpan('request', (span) => {
@@ -137,8 +146,13 @@ describe('the middleware over a Redis that stops mid-test', () => {
   it('reads your writes across devices while Redis is up, and the leader once it is down', async () => {
     const laptop = app();
     await request(laptop).post('/items/a').set('x-user', 'alice').expect(200);
-    // The phone has no cookie: the floor comes from Redis (give the merge a moment to land).
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The phone has no cookie: the floor comes from Redis. The middleware merges it there as
+    // the response goes out, without holding the response for it: wait until it has landed.
+    const kept = new RedisSessionStore({ redis: client, timeoutMs: SLOW_MACHINE_MS });
+    for (let i = 0; (await kept.get('alice'))?.writeFloor === undefined; i++) {
+      if (i === 200) throw new Error('the write floor never reached Redis');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     const phone = await request(laptop).get('/items/a').set('x-user', 'alice').expect(200);
     expect(phone.body).toMatchObject({
       target: 'leader',
@@ -162,7 +176,7 @@ describe('the middleware over a Redis that stops mid-test', () => {
     // Once the client has reconnected, replicas serve reads again.
     await server.start();
     let target = '';
-    for (let i = 0; i < 50 && target !== 'replica'; i++) {
+    for (let i = 0; i < 150 && target !== 'replica'; i++) {
       await new Promise((resolve) => setTimeout(resolve, 100));
       target = (await request(laptop).get('/items/a').set('x-user', 'alice')).body.target;
     }

@@ -37,7 +37,9 @@ beforeAll(async () => {
       { name: 'fast', config: { connectionString: fast.url } },
       { name: 'slow', config: { connectionString: slow.url } },
     ],
-    replicaSetOptions: { pollIntervalMs: 0 },
+    // A generous check timeout: a check slower than the default 100 ms on a loaded machine
+    // would mark a replica down, and the sticky-session searches below would find nothing.
+    replicaSetOptions: { pollIntervalMs: 0, checkTimeoutMs: 2000 },
   });
   pool.on('route', (event: PoolRouteEvent) => events.push(event));
   const created = await pool.replicaSet.writePosition();
@@ -57,6 +59,16 @@ async function reached(node: string, position: Position | undefined): Promise<vo
   expect(await pool.replicaSet.waitFor(node, position!, 20_000)).toBe(true);
 }
 
+/** A monotonic session whose sticky replica is `node` right now. */
+function sessionOn(node: string, prefix: string): SessionContext {
+  for (let i = 0; i < 1000; i++) {
+    const candidate = new SessionContext({ id: `${prefix}-${i}` }, 'monotonic');
+    if (pool.router.decide(candidate).node === node) return candidate;
+  }
+  const health = pool.replicaSet.snapshot().replicas.map((r) => `${r.name}: ${r.healthy}`);
+  throw new Error(`no session is routed to ${node} (${health.join(', ')})`);
+}
+
 /** Polls `check` until it holds (fails the test after 10 s). */
 async function until(check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -71,22 +83,20 @@ const readValue = async () =>
 
 describe('monotonic reads across a replica failure (private cluster)', () => {
   it('never reads an older value after its sticky replica stops', async () => {
-    // v = 2 reaches the fast replica at once and the slow one DELAY_MS later.
+    // v = 2 reaches the fast replica at once; the slow one keeps v = 1 while its replay is
+    // paused (not merely delayed: stopping a server can take longer than any delay on a loaded
+    // machine, and the stale read below must stay stale until the test resumes replay).
+    const slowAdmin = new pg.Client({ connectionString: slow.url });
+    await slowAdmin.connect();
+    await slowAdmin.query('SELECT pg_wal_replay_pause()');
     await direct.query('UPDATE route_m SET v = 2 WHERE id = 1');
     const v2 = await pool.replicaSet.writePosition();
     await reached('fast', v2);
     await pool.replicaSet.refresh();
-    const slowNow = new pg.Client({ connectionString: slow.url });
-    await slowNow.connect();
-    expect((await slowNow.query('SELECT v FROM route_m WHERE id = 1')).rows[0].v).toBe(1);
-    await slowNow.end();
+    expect((await slowAdmin.query('SELECT v FROM route_m WHERE id = 1')).rows[0].v).toBe(1);
 
     // A session whose sticky replica is the fast one.
-    let session: SessionContext | undefined;
-    for (let i = 0; session === undefined; i++) {
-      const candidate = new SessionContext({ id: `m-${i}` }, 'monotonic');
-      if (pool.router.decide(candidate).node === 'fast') session = candidate;
-    }
+    const session = sessionOn('fast', 'm');
 
     await withSession(session, async () => {
       expect(await readValue()).toBe(2);
@@ -119,6 +129,8 @@ describe('monotonic reads across a replica failure (private cluster)', () => {
     expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'slow' });
 
     // Once the slow replica has the floor, the session reads there, and sees v = 2.
+    await slowAdmin.query('SELECT pg_wal_replay_resume()');
+    await slowAdmin.end();
     await reached('slow', session.readFloor);
     expect(await withSession(session, readValue)).toBe(2);
     expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'slow' });
@@ -135,6 +147,7 @@ describe('PgReplicaSet against a private cluster', () => {
         { name: 'slow', config: slow.url },
       ],
       pollIntervalMs: 0,
+      checkTimeoutMs: 2000,
     });
     try {
       await set.refresh();
@@ -182,9 +195,12 @@ describe('PgReplicaSet against a private cluster', () => {
       await fast.stop();
       await set.refresh();
       expect(set.snapshot().replicas.find((r) => r.name === 'fast')!.healthy).toBe(false);
+      // A restarted replica counts once it replays again (its first check may come too early).
       await fast.start();
-      await set.refresh();
-      expect(set.snapshot().replicas.find((r) => r.name === 'fast')!.healthy).toBe(true);
+      await until(async () => {
+        await set.refresh();
+        return set.snapshot().replicas.find((r) => r.name === 'fast')!.healthy;
+      });
     } finally {
       await set.close();
     }
@@ -199,6 +215,7 @@ describe('PgReplicaSet against a private cluster', () => {
         { name: 'not-a-replica', config: env.primary2Url },
       ],
       pollIntervalMs: 0,
+      checkTimeoutMs: 2000,
     });
     try {
       await set.refresh();
@@ -214,12 +231,12 @@ describe('PgReplicaSet against a private cluster', () => {
 
 describe('a sticky replica that falls behind (private cluster)', () => {
   it('is skipped while it is behind the read floor', async () => {
-    await pool.replicaSet.refresh(); // the fast replica is back since the test above
-    let session: SessionContext | undefined;
-    for (let i = 0; session === undefined; i++) {
-      const candidate = new SessionContext({ id: `behind-${i}` }, 'monotonic');
-      if (pool.router.decide(candidate).node === 'slow') session = candidate;
-    }
+    // The fast replica is back since the test above.
+    await until(async () => {
+      await pool.replicaSet.refresh();
+      return pool.replicaSet.snapshot().replicas.every((replica) => replica.healthy);
+    });
+    const session = sessionOn('slow', 'behind');
     await direct.query('UPDATE route_m SET v = 100 WHERE id = 1');
     const written = await pool.replicaSet.writePosition();
     await reached('fast', written);

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import express, { type Request, type Response } from 'express';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PgReplicaSet } from '../../../adapters/pg/replica-set.js';
 import {
   createReplicatedPool,
   type PoolRouteEvent,
@@ -11,7 +13,7 @@ import {
 } from '../../../adapters/pg/replicated-pool.js';
 import { consistency } from '../../../src/express.js';
 import { SessionContext, withSession } from '../../../src/session/context.js';
-import { comparePositions, type Position } from '../../../src/session/position.js';
+import { comparePositions, hasReached, type Position } from '../../../src/session/position.js';
 import { testEnv } from '../../harness/env.js';
 import { installTelemetry } from '../../support/otel.js';
 
@@ -19,6 +21,8 @@ const env = testEnv();
 const otel = installTelemetry();
 const TABLE = `route_items_${randomBytes(4).toString('hex')}`;
 const SECRET = 'pg-routing-test-secret-32-chars-long!';
+// The `express4` alias (Express 4) ships no types; the part used here is the same as Express 5's.
+const express4 = createRequire(import.meta.url)('express4') as typeof express;
 
 let direct: pg.Pool;
 const pools: ReplicatedPool[] = [];
@@ -34,6 +38,9 @@ function routedPool(
       name,
       config: { connectionString: url, max: 4 },
     })),
+    // A check slower than the default 100 ms would mark a replica down for a second; on a
+    // loaded CI machine that happens, and tests asserting a replica target would flake.
+    replicaSetOptions: { checkTimeoutMs: 2000, connectTimeoutMs: 10_000 },
     ...extra,
   });
   pool.on('error', () => {});
@@ -47,6 +54,24 @@ function routedPool(
 async function caughtUp(pool: ReplicatedPool, node: string, position: Position | undefined) {
   expect(position).toBeDefined();
   expect(await pool.replicaSet.waitFor(node, position!, 15_000)).toBe(true);
+}
+
+/**
+ * Runs `attempt` (a write, then what must hold while the lagging replica has not applied it)
+ * until a run ends within the replica's apply delay of its start: such a run proves the replica
+ * could not have applied the write (the delay counts from the commit, after the start). A loaded
+ * machine can stall a run past the delay, after which the replica may have caught up: a failure
+ * in such a late run says nothing, so it is retried (at most 5 runs); a failure on time is real.
+ */
+async function beforeLaggingApplies<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let run = 1; ; run++) {
+    const started = performance.now();
+    try {
+      return await attempt();
+    } catch (error) {
+      if (performance.now() - started < env.replicaDelayMs || run === 5) throw error;
+    }
+  }
 }
 
 beforeAll(async () => {
@@ -74,60 +99,159 @@ describe('read-your-writes through the Express middleware', () => {
     const lagging = new pg.Client({ connectionString: env.laggingReplicaUrl });
     await lagging.connect();
     try {
-      const id = newId();
-      await direct.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'fresh')`, [id]);
-      const read = await lagging.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [id]);
-      expect(read.rows).toEqual([]); // the anomaly: our own write is not there
+      await beforeLaggingApplies(async () => {
+        const id = newId();
+        await direct.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'fresh')`, [id]);
+        const read = await lagging.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [id]);
+        expect(read.rows).toEqual([]); // the anomaly: our own write is not there
+      });
     } finally {
       await lagging.end();
     }
   });
 
-  it('with the middleware and the routed pool the same sequence returns the fresh row', async () => {
+  it.each([
+    ['Express 5', express],
+    ['Express 4', express4],
+  ])(
+    'with the middleware (%s) and the routed pool the same sequence returns the fresh row',
+    async (_name, createApp) => {
+      const { pool, events } = routedPool({ lagging: env.laggingReplicaUrl });
+      await pool.replicaSet.refresh();
+      const app = createApp();
+      app.use(consistency({ secret: SECRET, router: pool.router }));
+      app.post('/items/:id', async (req: Request, res: Response) => {
+        await pool.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'fresh')`, [
+          Number(req.params['id']),
+        ]);
+        res.json({ ok: true });
+      });
+      app.get('/items/:id', async (req: Request, res: Response) => {
+        const read = await pool.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [
+          Number(req.params['id']),
+        ]);
+        res.json({ v: read.rows[0]?.v ?? null });
+      });
+
+      const { id, token, first } = await beforeLaggingApplies(async () => {
+        const id = newId();
+        const written = await request(app).post(`/items/${id}`).expect(200);
+        const token = written.headers['causeway-session'] as string;
+        expect(token).toEqual(expect.any(String));
+        expect(events.at(-1)).toMatchObject({ target: 'leader', reason: 'not-read-only' });
+
+        // At once: the lagging replica has not applied the write, so the read goes to the leader.
+        const first = await request(app)
+          .get(`/items/${id}`)
+          .set('causeway-session', token)
+          .expect(200);
+        expect(first.body).toEqual({ v: 'fresh' });
+        expect(events.at(-1)).toMatchObject({
+          target: 'leader',
+          reason: 'write-floor-not-replicated',
+        });
+        return { id, token, first };
+      });
+
+      // As soon as the replica has caught up, reads go there again, and still see the row. The
+      // floor to reach is the write and also the leader read since (which saw the leader's state,
+      // so a replica behind it could make reads go backwards).
+      const latest = (first.headers['causeway-session'] as string | undefined) ?? token;
+      const state = consistency({ secret: SECRET }).verify(latest);
+      expect(comparePositions(state.readFloor!, state.writeFloor!)).not.toBe('before');
+      await caughtUp(pool, 'lagging', new SessionContext(state).floorFor('read-your-writes'));
+      const second = await request(app)
+        .get(`/items/${id}`)
+        .set('causeway-session', latest)
+        .expect(200);
+      expect(second.body).toEqual({ v: 'fresh' });
+      expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'lagging' });
+    },
+  );
+});
+
+describe('a queued job carries the session to its worker', () => {
+  it("the worker reads the request's write on the leader while the replica lags", async () => {
     const { pool, events } = routedPool({ lagging: env.laggingReplicaUrl });
     await pool.replicaSet.refresh();
+    const c = consistency({ secret: SECRET, router: pool.router });
+    const queue: { id: number; causewaySession: string | undefined }[] = [];
     const app = express();
-    app.use(consistency({ secret: SECRET, router: pool.router }));
+    app.use(c);
     app.post('/items/:id', async (req: Request, res: Response) => {
-      await pool.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'fresh')`, [
-        Number(req.params['id']),
-      ]);
-      res.json({ ok: true });
-    });
-    app.get('/items/:id', async (req: Request, res: Response) => {
-      const read = await pool.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [
-        Number(req.params['id']),
-      ]);
-      res.json({ v: read.rows[0]?.v ?? null });
+      const id = Number(req.params['id']);
+      await pool.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'queued')`, [id]);
+      queue.push({ id, causewaySession: c.sessionForJob() });
+      res.json({});
     });
 
-    const id = newId();
-    const written = await request(app).post(`/items/${id}`).expect(200);
-    const token = written.headers['causeway-session'] as string;
-    expect(token).toEqual(expect.any(String));
-    expect(events.at(-1)).toMatchObject({ target: 'leader', reason: 'not-read-only' });
-
-    // At once: the lagging replica has not applied the write, so the read goes to the leader.
-    const first = await request(app).get(`/items/${id}`).set('causeway-session', token).expect(200);
-    expect(first.body).toEqual({ v: 'fresh' });
-    expect(events.at(-1)).toMatchObject({
-      target: 'leader',
-      reason: 'write-floor-not-replicated',
+    await beforeLaggingApplies(async () => {
+      queue.length = 0;
+      await request(app).post(`/items/${newId()}`).expect(200);
+      const job = JSON.parse(JSON.stringify(queue[0])) as (typeof queue)[number];
+      expect(job.causewaySession).toEqual(expect.any(String));
+      // The worker (another process, as far as the session is concerned).
+      const read = await c.withJobSession(job, () =>
+        pool.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [job.id]),
+      );
+      expect(read.rows).toEqual([{ v: 'queued' }]);
+      expect(events.at(-1)).toMatchObject({
+        target: 'leader',
+        reason: 'write-floor-not-replicated',
+      });
+      // Without the token the worker's session has no floor: the replica, which lacks the row.
+      const bare = await withSession({ id: 'bare-worker' }, () =>
+        pool.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [job.id]),
+      );
+      expect(bare.rows).toEqual([]);
     });
+  });
+});
 
-    // As soon as the replica has caught up, reads go there again, and still see the row. The
-    // floor to reach is the write and also the leader read since (which saw the leader's state,
-    // so a replica behind it could make reads go backwards).
-    const latest = (first.headers['causeway-session'] as string | undefined) ?? token;
-    const state = consistency({ secret: SECRET }).verify(latest);
-    expect(comparePositions(state.readFloor!, state.writeFloor!)).not.toBe('before');
-    await caughtUp(pool, 'lagging', new SessionContext(state).floorFor('read-your-writes'));
-    const second = await request(app)
-      .get(`/items/${id}`)
-      .set('causeway-session', latest)
-      .expect(200);
-    expect(second.body).toEqual({ v: 'fresh' });
-    expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'lagging' });
+describe('PgReplicaSet positions', () => {
+  it('a background check answered late never moves a position learnt since back', async () => {
+    const replica = new pg.Pool({ connectionString: env.replicaUrl, max: 2 });
+    // The real replica, whose check answers (the multi-statement BEGIN; ...) can be held back.
+    let hold: Promise<void> | undefined;
+    let answered: (() => void) | undefined;
+    const held = {
+      query: async (text: string, values?: unknown[]) => {
+        const result = await replica.query(text, values);
+        if (hold !== undefined && text.startsWith('BEGIN;')) {
+          answered?.();
+          await hold;
+        }
+        return result;
+      },
+      connect: () => replica.connect(),
+    };
+    const set = new PgReplicaSet({
+      primary: env.primaryUrl,
+      replicas: [{ name: 'replica', pool: held }],
+      pollIntervalMs: 0,
+      checkTimeoutMs: 2000,
+    });
+    try {
+      await set.refresh();
+      let release!: () => void;
+      hold = new Promise((resolve) => {
+        release = resolve;
+      });
+      const checkAnswered = new Promise<void>((resolve) => {
+        answered = resolve;
+      });
+      const check = set.refresh();
+      await checkAnswered; // the replica's position as of now, not yet delivered
+      await direct.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'late-check')`, [newId()]);
+      const written = (await set.writePosition())!;
+      expect(await set.waitFor('replica', written, 15_000)).toBe(true);
+      release();
+      await check;
+      expect(hasReached(set.snapshot().replicas[0]!.position, written)).toBe(true);
+    } finally {
+      await set.close();
+      await replica.end();
+    }
   });
 });
 
@@ -138,29 +262,42 @@ describe('onNoCaughtUp', () => {
       { onNoCaughtUp: 'wait', waitTimeoutMs: 15_000 },
     );
     await pool.replicaSet.refresh();
-    const id = newId();
-    const session = new SessionContext({ id: 'waiter' });
-    const read = await withSession(session, async () => {
-      await pool.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'waited')`, [id]);
-      return pool.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [id]);
+    // A run whose read was routed within the delay must have waited (and then ends after it,
+    // so a failure is retried only when the write-to-route gap alone was late).
+    await beforeLaggingApplies(async () => {
+      const id = newId();
+      const started = performance.now();
+      const read = await withSession(new SessionContext({ id: 'waiter' }), async () => {
+        await pool.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'waited')`, [id]);
+        return pool.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [id]);
+      });
+      expect(read.rows).toEqual([{ v: 'waited' }]);
+      const last = events.at(-1)!;
+      const routedAfter = performance.now() - started - (last.waitedMs ?? 0);
+      if (routedAfter < env.replicaDelayMs) {
+        expect(last).toMatchObject({ target: 'replica', node: 'lagging', reason: 'waited' });
+        expect(last.waitedMs).toBeGreaterThan(0);
+      } else {
+        throw new Error(`routed ${Math.round(routedAfter)} ms after the write: try again`);
+      }
     });
-    expect(read.rows).toEqual([{ v: 'waited' }]);
-    expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'lagging', reason: 'waited' });
-    expect(events.at(-1)!.waitedMs).toBeGreaterThan(0);
   });
 
   it("'error' rejects with NO_REPLICA_CAUGHT_UP, in both calling conventions", async () => {
     const { pool } = routedPool({ lagging: env.laggingReplicaUrl }, { onNoCaughtUp: 'error' });
     await pool.replicaSet.refresh();
-    const session = new SessionContext({ id: 'impatient' });
-    await withSession(session, async () => {
-      await pool.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'e')`, [newId()]);
-      await expect(pool.query('SELECT 1')).rejects.toMatchObject({ code: 'NO_REPLICA_CAUGHT_UP' });
-      const viaCallback = await new Promise<unknown>((resolve) => {
-        pool.query('SELECT 1', (error) => resolve(error));
-      });
-      expect(viaCallback).toMatchObject({ code: 'NO_REPLICA_CAUGHT_UP' });
-    });
+    await beforeLaggingApplies(() =>
+      withSession(new SessionContext({ id: 'impatient' }), async () => {
+        await pool.query(`INSERT INTO ${TABLE} (id, v) VALUES ($1, 'e')`, [newId()]);
+        await expect(pool.query('SELECT 1')).rejects.toMatchObject({
+          code: 'NO_REPLICA_CAUGHT_UP',
+        });
+        const viaCallback = await new Promise<unknown>((resolve) => {
+          pool.query('SELECT 1', (error) => resolve(error));
+        });
+        expect(viaCallback).toMatchObject({ code: 'NO_REPLICA_CAUGHT_UP' });
+      }),
+    );
   });
 });
 
@@ -358,16 +495,21 @@ describe('Kysely over the routed pool', () => {
     );
     await pool.replicaSet.refresh();
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    const id = newId();
-    const session = new SessionContext({ id: 'kysely-routed' });
-    await withSession(session, async () => {
-      await db.insertInto(TABLE).values({ id, v: 'k2' }).execute();
-      const fresh = await db.selectFrom(TABLE).select('v').where('id', '=', id).execute();
-      expect(fresh).toEqual([{ v: 'k2' }]);
-      expect(events.at(-1)).toMatchObject({
-        target: 'leader',
-        reason: 'write-floor-not-replicated',
+    const { id, session } = await beforeLaggingApplies(async () => {
+      const id = newId();
+      const session = new SessionContext({ id: 'kysely-routed' });
+      await withSession(session, async () => {
+        await db.insertInto(TABLE).values({ id, v: 'k2' }).execute();
+        const fresh = await db.selectFrom(TABLE).select('v').where('id', '=', id).execute();
+        expect(fresh).toEqual([{ v: 'k2' }]);
+        expect(events.at(-1)).toMatchObject({
+          target: 'leader',
+          reason: 'write-floor-not-replicated',
+        });
       });
+      return { id, session };
+    });
+    await withSession(session, async () => {
       await caughtUp(pool, 'lagging', session.floorFor('read-your-writes'));
       const later = await db.selectFrom(TABLE).select('v').where('id', '=', id).execute();
       expect(later).toEqual([{ v: 'k2' }]);

@@ -21,6 +21,13 @@ describe('MemorySessionStore', () => {
     expect(await store.get('u2')).toBeUndefined();
   });
 
+  it('keeps the floor of concurrent writers (no lost update)', async () => {
+    store = new MemorySessionStore();
+    const lsns = [30, 90, 10, 70, 50];
+    await Promise.all(lsns.map((lsn) => store.set('u1', { id: `d${lsn}`, writeFloor: at(lsn) })));
+    expect((await store.get('u1'))?.writeFloor).toEqual(at(90));
+  });
+
   it('forgets a key ttlMs after its last write', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     store = new MemorySessionStore({ ttlMs: 1000 });

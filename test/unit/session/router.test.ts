@@ -3,7 +3,7 @@ import { MemoryReplicaSet } from '../../../adapters/memory/replica-set.js';
 import { ErrorCode, isCausewayError } from '../../../src/errors.js';
 import { SessionContext } from '../../../src/session/context.js';
 import { type ConsistencyLevel, Router, type RouterOptions } from '../../../src/session/router.js';
-import { installTelemetry } from './otel.js';
+import { installTelemetry } from '../../support/otel.js';
 
 const otel = installTelemetry();
 afterAll(() => otel.stop());

@@ -13,7 +13,7 @@ import {
   sessionForJob,
   withJobSession,
 } from '../../../src/session/token.js';
-import { installTelemetry } from './otel.js';
+import { installTelemetry } from '../../support/otel.js';
 
 const otel = installTelemetry();
 afterAll(() => otel.stop());
@@ -178,8 +178,14 @@ describe('job sessions', () => {
     withJobSession(tokens, { causewaySession: 'not a token' }, (session) => {
       expect(session.writeFloor).toBeUndefined();
     });
+    // A payload that went through JSON may carry anything in the field: never a crash.
+    for (const carried of [42, { token: 'x' }, ['a'], true]) {
+      const job = JSON.parse(JSON.stringify({ causewaySession: carried }));
+      withJobSession(tokens, job, (session) => expect(session.writeFloor).toBeUndefined());
+    }
+    expect(reasonOf(() => tokens.verify(42 as never))).toBe('malformed');
     expect(
       await otel.counter('causeway.session.invalid_tokens', { 'causeway.reason': 'malformed' }),
-    ).toBe(before + 1);
+    ).toBe(before + 5);
   });
 });
