@@ -47,9 +47,9 @@ export interface ConsistencyOptions {
   router?: Router;
   /** Level of every request unless a route overrides it. Default `'read-your-writes'`. */
   level?: ConsistencyLevel;
-  /** For the router built here (see `RouterOptions`). Default `'leader'`. */
+  /** For the router built here (see `RouterOptions`; not with `router`). Default `'leader'`. */
   onNoCaughtUp?: NoCaughtUpPolicy;
-  /** For the router built here (see `RouterOptions`). Default 500 ms. */
+  /** For the router built here (see `RouterOptions`; not with `router`). Default 500 ms. */
   waitTimeoutMs?: number;
   /**
    * A token that is forged, truncated, expired, oversized, of another version or cluster:
@@ -186,6 +186,14 @@ function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
   );
   const level = validateLevel(options.level ?? 'read-your-writes', 'level');
   const replicaSet = options.replicaSet ?? options.router?.replicaSet;
+  if (
+    options.router !== undefined &&
+    (options.onNoCaughtUp !== undefined || options.waitTimeoutMs !== undefined)
+  ) {
+    throw configError(
+      'onNoCaughtUp and waitTimeoutMs configure the router built here: with `router`, set them on that router',
+    );
+  }
   let router = options.router;
   if (router === undefined && replicaSet !== undefined) {
     router = new Router({

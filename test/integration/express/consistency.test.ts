@@ -14,6 +14,7 @@ import {
   consistencyOf,
 } from '../../../src/express.js';
 import { currentSession, type SessionState } from '../../../src/session/context.js';
+import { Router } from '../../../src/session/router.js';
 import type { SessionStore } from '../../../src/session/session-store.js';
 import { installTelemetry } from '../../support/otel.js';
 
@@ -413,6 +414,12 @@ describe('the handler as direct API', () => {
       { secret: SECRET, level: 'fresh' },
       { secret: SECRET, store: {} as SessionStore }, // a store needs userKey
       { secret: SECRET, cookieDomain: 'a;b' },
+      // router options belong on a router passed in, not silently ignored
+      {
+        secret: SECRET,
+        router: new Router({ replicaSet: new MemoryReplicaSet() }),
+        onNoCaughtUp: 'wait',
+      },
     ]) {
       expect(() => consistency(bad as ConsistencyOptions)).toThrow(
         expect.objectContaining({ code: 'CONFIG' }),
