@@ -4,13 +4,16 @@
  *  (a) the same two inserts as one ordinary transaction in one database, and
  *  (b) hand-written 2PC SQL with no coordinator: BEGIN + INSERT on each database in turn,
  *      PREPARE TRANSACTION on both in parallel, one decision-row INSERT (autocommit) into a
- *      decision table on the first database, COMMIT PREPARED on both in parallel.
+ *      decision table on the first database, COMMIT PREPARED on both in parallel. Its gids are
+ *      random UUIDs like the coordinator's (real 2PC code needs gids unique across processes
+ *      and restarts); it skips what only the coordinator does (reading each branch's xid for
+ *      the heuristic check, returning the decision's time, timeouts, retries).
  * The coordinator does the same round trips as (b) (it reads the branch's xid in the PREPARE
  * round trip and its decision insert returns the row). Same pools, same concurrency (1 and 8
  * clients), fixed duration per scenario, run in interleaved slices so drift hits all alike.
  * Run: npx tsx bench/twopc.bench.ts
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { PgDecisionLog, pgDecisionLogTableSql } from '../adapters/pg/decision-log.js';
 import { PgParticipant } from '../adapters/pg/participant.js';
@@ -73,7 +76,7 @@ const scenarios: Record<string, Scenario> = {
   },
   'hand-written 2PC SQL': async () => {
     const id = nextId++;
-    const gid = `bench_${suffix}_${id}`;
+    const gid = `bench_${suffix}_${randomUUID().replaceAll('-', '')}`;
     const a = await poolA.connect();
     const b = await poolB.connect();
     try {

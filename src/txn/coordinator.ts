@@ -339,17 +339,20 @@ export class TwoPhaseCoordinator {
     span: Span,
   ): Promise<T> {
     const branches = new Map<string, Promise<ParticipantBranch>>();
+    const handles = new Map<string, TransactionBranch>();
     let finished = false;
     const tx: TwoPhaseTransaction = {
       gid,
       participant: (name) => {
+        let handle = handles.get(name);
+        if (handle !== undefined) return handle;
         const participant = this.options.participants.get(name);
         if (participant === undefined) {
-          throw invalidInput(`unknown participant "${name.slice(0, 64)}"`, {
+          throw invalidInput(`unknown participant "${String(name).slice(0, 64)}"`, {
             known: [...this.options.participants.keys()],
           });
         }
-        return {
+        handle = {
           query: async (text, values) => {
             if (finished) {
               throw invalidInput('the transaction is already finished; statements must run in fn');
@@ -362,6 +365,8 @@ export class TwoPhaseCoordinator {
             return (await branch).query(text, values);
           },
         };
+        handles.set(name, handle);
+        return handle;
       },
     };
 
@@ -396,16 +401,16 @@ export class TwoPhaseCoordinator {
       await rollbackOpen(branches);
       throw error;
     }
-    const prepared = await this.prepareAll(gid, branches);
+    const prepared = await this.prepareAll(gid, branches, span);
     const names = [...prepared.keys()];
-    const decision = await this.decide(gid, names, prepared);
+    const decision = await this.decide(gid, names, prepared, span);
     if (this.options.onStep) await this.step('after-decision', { gid });
     if (decision.decision === 'abort') {
       // Recovery presumed abort while this coordinator stalled; obey the log.
       await this.rollbackPrepared(gid, prepared);
       throw aborted(gid, 'recovery aborted the transaction while it was preparing', undefined);
     }
-    await this.commitAll(gid, prepared);
+    await this.commitAll(gid, prepared, span);
     return result;
   }
 
@@ -413,8 +418,9 @@ export class TwoPhaseCoordinator {
   private prepareAll(
     gid: string,
     branches: Map<string, Promise<ParticipantBranch>>,
+    parent: Span,
   ): Promise<Map<string, PreparedInfo>> {
-    return withSpan(SpanName.TWO_PC_PREPARE, { [Attr.GID]: gid }, async () => {
+    return phase(parent, SpanName.TWO_PC_PREPARE, gid, async () => {
       const started = performance.now();
       const prepared = new Map<string, PreparedInfo>();
       let stopped: StoppedAtStep | undefined;
@@ -467,8 +473,9 @@ export class TwoPhaseCoordinator {
     gid: string,
     names: string[],
     prepared: Map<string, PreparedInfo>,
+    parent: Span,
   ): Promise<DecisionRecord> {
-    return withSpan(SpanName.TWO_PC_DECIDE, { [Attr.GID]: gid }, async (span) => {
+    return phase(parent, SpanName.TWO_PC_DECIDE, gid, async (span) => {
       const deadline = performance.now() + this.options.commitWaitMs;
       let delay = this.options.retryInitialDelayMs;
       for (;;) {
@@ -495,8 +502,8 @@ export class TwoPhaseCoordinator {
   }
 
   /** Phase two: commits every branch in parallel, retrying each until done. */
-  private commitAll(gid: string, prepared: Map<string, PreparedInfo>): Promise<void> {
-    return withSpan(SpanName.TWO_PC_COMMIT, { [Attr.GID]: gid }, async () => {
+  private commitAll(gid: string, prepared: Map<string, PreparedInfo>, parent: Span): Promise<void> {
+    return phase(parent, SpanName.TWO_PC_COMMIT, gid, async () => {
       const pending = new Set(prepared.keys());
       let stopped: StoppedAtStep | undefined;
       const tasks = [...prepared].map(async ([name, info]) => {
@@ -621,6 +628,20 @@ class Slots {
     if (next === undefined) this.free++;
     else next();
   }
+}
+
+/**
+ * Runs one phase in a child span of `parent`. When `parent` is not recording (no SDK registered,
+ * or sampled out, whose children parent-based sampling drops too) `fn` runs directly on
+ * `parent`: no span objects or context switches on the hot path for nothing.
+ */
+function phase<T>(
+  parent: Span,
+  name: SpanName,
+  gid: string,
+  fn: (span: Span) => Promise<T>,
+): Promise<T> {
+  return parent.isRecording() ? withSpan(name, { [Attr.GID]: gid }, fn) : fn(parent);
 }
 
 function aborted(gid: string, message: string, cause: unknown): CausewayError {

@@ -424,6 +424,43 @@ describe('TwoPhaseCoordinator', () => {
     await expect(b.coordinator.recover()).resolves.toMatchObject({ failures: [] });
   });
 
+  it('stops a round, changing nothing more, once it loses the recovery lease', async () => {
+    let leaseClock = 0;
+    const leases = new MemoryLeaseManager({ now: () => leaseClock });
+    const crash = new Error('crash');
+    const ctx = setup({
+      leases,
+      recoveryLeaseTtlMs: 30,
+      hooks: {
+        onStep: (step) => {
+          if (step === 'after-decision') throw crash;
+        },
+      },
+    });
+    expect(await rejection(signup(ctx.coordinator))).toBe(crash);
+    const list = ctx.log.list.bind(ctx.log);
+    let stolen = false;
+    // Between the two listings, the lease lapses (store clock) and another process takes it.
+    ctx.log.list = async (prefix) => {
+      if (!stolen) {
+        stolen = true;
+        leaseClock += 60_000;
+        await leases.acquire('causeway:2pc:recovery:svc', { ttlMs: 60_000, holder: 'other' });
+        await new Promise((resolve) => setTimeout(resolve, 40));
+      }
+      return list(prefix);
+    };
+    expect(await rejection(ctx.coordinator.recover())).toMatchObject({ code: 'LEASE_NOT_HELD' });
+    expect(ctx.users.preparedGids()).toHaveLength(1);
+    expect(ctx.perms.preparedGids()).toHaveLength(1);
+    expect(ctx.users.commits).toHaveLength(0);
+
+    leaseClock += 120_000;
+    const report = await ctx.coordinator.recover();
+    expect(report.committed).toHaveLength(2);
+    nothingPrepared(ctx.users, ctx.perms);
+  });
+
   it('refuses bad options with CONFIG', () => {
     const log = new MemoryDecisionLog();
     const participants = { users: new MemoryParticipant() };
