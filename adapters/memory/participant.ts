@@ -7,6 +7,7 @@ import type {
   PreparedBranch,
   PreparedInfo,
 } from '../../src/txn/participant.js';
+import { sleep } from '../../src/util/timers.js';
 
 /** A statement a branch ran, as recorded by `MemoryParticipant`. */
 export interface MemoryStatement {
@@ -188,7 +189,7 @@ export class MemoryParticipant implements Participant {
 
   private async delay(point: MemoryFailurePoint): Promise<void> {
     const ms = this.delays.get(point)?.shift();
-    if (ms !== undefined) await new Promise((resolve) => setTimeout(resolve, ms));
+    if (ms !== undefined) await sleep(ms);
   }
 
   private take(point: MemoryFailurePoint): Error | undefined {
