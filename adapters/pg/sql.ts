@@ -61,12 +61,16 @@ export function resolvePool<P extends PgQueryablePool>(pool: P | undefined, owne
   return pool;
 }
 
-/** SQLSTATEs of a concurrent `CREATE TABLE IF NOT EXISTS` that lost the race: the table exists. */
-const ALREADY_CREATED = new Set(['23505', '42P07']);
+/**
+ * SQLSTATEs of a concurrent `CREATE TABLE IF NOT EXISTS` that lost the race in the catalog
+ * (unique violation, duplicate table, or duplicate object for the table's row type): the table
+ * exists.
+ */
+const ALREADY_CREATED = new Set(['23505', '42P07', '42710']);
 
 /**
  * Runs a `CREATE TABLE IF NOT EXISTS` once per instance, on first use. Two sessions creating the
- * same table at once can still collide in the catalog (23505/42P07); the table exists then,
+ * same table at once can still collide in the catalog (23505/42P07/42710); the table exists then,
  * which is all we need. A failure is not cached, so the next call tries again.
  */
 export class TableCreator {

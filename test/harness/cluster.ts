@@ -7,7 +7,7 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { appendFile, mkdir } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -85,19 +85,101 @@ const PG_SETTINGS: Record<string, string | number> = {
 let root: string | undefined;
 const running = new Set<{ kill(): void }>();
 
-process.once('exit', () => {
+/** Stops every server still running, synchronously, and removes the harness root. */
+function stopEverythingNow(): void {
   for (const server of running) server.kill();
+  running.clear();
   if (root) rmSync(root, { recursive: true, force: true });
-});
+  root = undefined;
+}
+
+process.once('exit', stopEverythingNow);
+// A vitest worker loses its IPC channel when the main process dies (an interrupted run) but
+// may go on with its current test for a while: stop its servers at once.
+process.once('disconnect', stopEverythingNow);
 
 function harnessRoot(): string {
-  root ??= mkdtempSync(join(tmpdir(), 'causeway-test-'));
+  if (!root) {
+    root = mkdtempSync(join(tmpdir(), 'causeway-test-'));
+    startReaper(root);
+  }
   return root;
+}
+
+/**
+ * The reaper (plain CommonJS for `node -e`): once its stdin closes, because the process that
+ * started it is gone however it went, it stops every server whose pid file lies under the
+ * harness root (PostgreSQL: SIGQUIT, an immediate shutdown; Redis: SIGKILL), waits up to 10 s
+ * for them to exit and removes the root. A pid counts only if its working directory is inside
+ * the root, so a recycled pid is never signalled.
+ */
+const REAPER_SCRIPT = `
+const fs = require('node:fs');
+const path = require('node:path');
+const root = fs.realpathSync(process.argv[1]);
+const SIGNALS = { 'postmaster.pid': 'SIGQUIT', 'redis.pid': 'SIGKILL' };
+function ours(pid) {
+  if (!fs.existsSync('/proc/self')) return true;
+  try { return fs.readlinkSync('/proc/' + pid + '/cwd').startsWith(root + path.sep); }
+  catch { return false; }
+}
+function alive(pid) {
+  try { process.kill(pid, 0); return true; } catch (e) { return e.code === 'EPERM'; }
+}
+let reaped = false;
+function reap() {
+  if (reaped) return;
+  reaped = true;
+  const pids = [];
+  let dirs = [];
+  try { dirs = fs.readdirSync(root); } catch { process.exit(0); }
+  for (const dir of dirs) {
+    for (const [file, signal] of Object.entries(SIGNALS)) {
+      let pid;
+      try { pid = Number(fs.readFileSync(path.join(root, dir, file), 'utf8').split('\\n')[0]); }
+      catch { continue; }
+      if (!Number.isInteger(pid) || pid <= 0 || !ours(pid)) continue;
+      try { process.kill(pid, signal); pids.push(pid); } catch {}
+    }
+  }
+  const deadline = Date.now() + 10000;
+  const finish = () => {
+    if (pids.some(alive) && Date.now() < deadline) return setTimeout(finish, 100);
+    fs.rmSync(root, { recursive: true, force: true, maxRetries: 5 });
+    process.exit(0);
+  };
+  finish();
+}
+process.stdin.on('end', reap);
+process.stdin.on('error', reap);
+process.stdin.on('close', reap);
+process.stdin.resume();
+`;
+
+/**
+ * Starts a detached reaper that cleans up \`dir\` after this process ends. \`process.on('exit')\`
+ * above covers a normal exit, but not a process killed by a signal: vitest ends its workers
+ * that way, and an interrupted run may kill the main process too. The reaper holds the read end
+ * of a pipe whose write end only this process has, so the pipe closes whenever we die.
+ */
+function startReaper(dir: string): void {
+  const reaper = spawn(process.execPath, ['-e', REAPER_SCRIPT, dir], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+    env: { PATH: process.env['PATH'] ?? '' },
+  });
+  reaper.on('error', () => {});
+  reaper.unref();
+  // Keep the pipe open without keeping this process alive.
+  (reaper.stdin as Socket | null)?.unref();
 }
 
 let pgBinDir: string | undefined;
 
-/** Finds the PostgreSQL server binaries or fails with what to install. */
+/**
+ * Finds the PostgreSQL server binaries: `CAUSEWAY_PG_BINDIR`, then `pg_config --bindir`, then
+ * `/usr/lib/postgresql/<newest>/bin`; fails with what to install.
+ */
 export function findPgBinDir(): string {
   if (pgBinDir) return pgBinDir;
   const candidates: string[] = [];
@@ -111,29 +193,38 @@ export function findPgBinDir(): string {
     const versions = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a));
     for (const v of versions) candidates.push(`/usr/lib/postgresql/${v}/bin`);
   }
-  const found = candidates.find((dir) =>
-    ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres'].every((b) => existsSync(join(dir, b))),
-  );
+  pgBinDir = pickPgBinDir(candidates);
+  return pgBinDir;
+}
+
+const PG_BINARIES = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres'];
+
+/** The first directory holding every server binary the harness runs, or an error naming them. */
+export function pickPgBinDir(candidates: readonly string[]): string {
+  const found = candidates.find((dir) => PG_BINARIES.every((b) => existsSync(join(dir, b))));
   if (!found) {
     throw new Error(
-      'PostgreSQL server binaries (initdb, pg_ctl, pg_basebackup) not found. Install them ' +
-        '(Debian/Ubuntu: `apt-get install postgresql`), set CAUSEWAY_PG_BINDIR, or point the ' +
-        'tests at running servers with the CAUSEWAY_TEST_* variables (see README).',
+      `PostgreSQL server binaries (${PG_BINARIES.join(', ')}) not found in ` +
+        `${candidates.length > 0 ? candidates.join(', ') : 'pg_config --bindir or /usr/lib/postgresql/*/bin'}. ` +
+        'Install them (Debian/Ubuntu: `apt-get install postgresql`; macOS: `brew install postgresql`), ' +
+        'set CAUSEWAY_PG_BINDIR, or point the tests at running servers with the CAUSEWAY_TEST_* ' +
+        'variables (see README).',
     );
   }
-  pgBinDir = found;
   return found;
 }
 
-function findRedisServer(): string {
-  const result = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+/** Checks that `command` runs; fails with what to install. */
+export function findRedisServer(command = 'redis-server'): string {
+  const result = spawnSync(command, ['--version'], { encoding: 'utf8' });
   if (result.error || result.status !== 0) {
     throw new Error(
-      'redis-server not found. Install it (Debian/Ubuntu: `apt-get install redis-server`) or ' +
-        'set CAUSEWAY_TEST_REDIS_URL to a running Redis.',
+      `${command} not found. Install it (Debian/Ubuntu: \`apt-get install redis-server\`; ` +
+        'macOS: `brew install redis`) or set CAUSEWAY_TEST_REDIS_URL (with the other ' +
+        'CAUSEWAY_TEST_* variables) to use running servers.',
     );
   }
-  return 'redis-server';
+  return command;
 }
 
 const isRoot = process.getuid?.() === 0;
@@ -202,7 +293,8 @@ function confLines(settings: Record<string, string | number>): string {
     .join('\n')}\n`;
 }
 
-async function waitForPg(url: string, timeoutMs = 30_000): Promise<void> {
+async function waitForPg(url: string): Promise<void> {
+  const timeoutMs = 30_000;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const client = new pg.Client({ connectionString: url });
@@ -219,7 +311,13 @@ async function waitForPg(url: string, timeoutMs = 30_000): Promise<void> {
   }
 }
 
-function pgHandle(name: string, dataDir: string, port: number): PgServer {
+/** `ready` runs after every start: replicas wait there until they stream again. */
+function pgHandle(
+  name: string,
+  dataDir: string,
+  port: number,
+  ready: (url: string) => Promise<void> = waitForPg,
+): PgServer {
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const logFile = join(dataDir, 'server.log');
   const entry = {
@@ -242,7 +340,7 @@ function pgHandle(name: string, dataDir: string, port: number): PgServer {
     async start() {
       await runPg('pg_ctl', ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
       running.add(entry);
-      await waitForPg(url);
+      await ready(url);
     },
     stop: () => stopWith('fast'),
     crash: () => stopWith('immediate'),
@@ -312,9 +410,11 @@ export async function startReplica(
       primary_conninfo: `'host=127.0.0.1 port=${primary.port} user=postgres application_name=${name}'`,
     }),
   );
-  const server = pgHandle(name, dataDir, port);
+  const server = pgHandle(name, dataDir, port, async (url) => {
+    await waitForPg(url);
+    await waitForStreaming(url);
+  });
   await server.start();
-  await waitForStreaming(server.url);
   return server;
 }
 
@@ -349,6 +449,9 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     '127.0.0.1',
     '--dir',
     dataDir,
+    // Lets the reaper find the server if this process dies without stopping it.
+    '--pidfile',
+    join(dataDir, 'redis.pid'),
     '--save',
     '',
     '--daemonize',

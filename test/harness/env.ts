@@ -24,9 +24,18 @@ export const ENV_VARS = {
   redisUrl: 'CAUSEWAY_TEST_REDIS_URL',
 } as const;
 
-/** True when every variable is set, so no cluster needs starting. */
+/**
+ * True when every variable is set, so no cluster needs starting; false when none is. Some but
+ * not all is an error naming the missing ones, rather than silently replacing the servers the
+ * user meant to test against.
+ */
 export function hasTestEnv(): boolean {
-  return Object.values(ENV_VARS).every((name) => process.env[name]);
+  const missing = Object.values(ENV_VARS).filter((name) => !process.env[name]);
+  if (missing.length === 0) return true;
+  if (missing.length === Object.values(ENV_VARS).length) return false;
+  throw new Error(
+    `Set all of the CAUSEWAY_TEST_* variables or none (none starts a cluster); missing: ${missing.join(', ')}`,
+  );
 }
 
 export function testEnv(): TestEnv {

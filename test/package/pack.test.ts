@@ -1,11 +1,12 @@
 /**
- * Proves the published shape: build, `npm pack`, unpack into a consumer project, then import
- * every subpath export from JavaScript and type-check a TypeScript consumer against the
- * declarations. Peer dependencies resolve from this repository's node_modules (the consumer
- * lives below it), as they would from a user's project.
+ * Proves the published shape: build, `npm pack`, `npm install` the tarball into a consumer
+ * project (offline: the package has no dependencies and peers are not installed), then import
+ * every subpath export from JavaScript, run the `bin` through the link npm made, and type-check
+ * a TypeScript consumer against the declarations. Peer dependencies resolve from this
+ * repository's node_modules (the consumer lives below it), as they would from a user's project.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -18,6 +19,7 @@ const subpaths = [
   'causeway/memory',
 ];
 let consumer: string;
+let tarball: string;
 
 function run(command: string, args: string[], cwd: string): string {
   return execFileSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -28,12 +30,25 @@ beforeAll(() => {
   consumer = mkdtempSync(join(repo, '.tmp', 'consumer-'));
   run('npm', ['run', 'build', '--silent'], repo);
   run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', consumer], repo);
-  const tarball = readdirSync(consumer).find((f) => f.endsWith('.tgz'));
-  if (!tarball) throw new Error('npm pack produced no tarball');
-  const target = join(consumer, 'node_modules', 'causeway');
-  mkdirSync(target, { recursive: true });
-  run('tar', ['-xzf', join(consumer, tarball), '-C', target, '--strip-components=1'], consumer);
+  const packed = readdirSync(consumer).find((f) => f.endsWith('.tgz'));
+  if (!packed) throw new Error('npm pack produced no tarball');
+  tarball = join(consumer, packed);
   writeFileSync(join(consumer, 'package.json'), JSON.stringify({ type: 'module', private: true }));
+  run(
+    'npm',
+    [
+      'install',
+      '--offline',
+      '--no-save',
+      '--no-package-lock',
+      '--legacy-peer-deps',
+      '--ignore-scripts',
+      '--no-audit',
+      '--no-fund',
+      tarball,
+    ],
+    consumer,
+  );
 }, 180_000);
 
 afterAll(() => {
@@ -42,15 +57,10 @@ afterAll(() => {
 
 describe('packed package', () => {
   it('ships only built code, declarations and the README', () => {
-    const files = run(
-      'tar',
-      ['-tzf', join(consumer, readdirSync(consumer).find((f) => f.endsWith('.tgz'))!)],
-      consumer,
-    )
-      .trim()
-      .split('\n');
+    const files = run('tar', ['-tzf', tarball], consumer).trim().split('\n');
     expect(files).toContain('package/dist/src/index.js');
     expect(files).toContain('package/dist/src/index.d.ts');
+    expect(files).toContain('package/dist/src/cli/causeway.js');
     expect(
       files.some((f) => f.includes('/test/') || (f.endsWith('.ts') && !f.endsWith('.d.ts'))),
     ).toBe(false);
@@ -67,6 +77,16 @@ describe('packed package', () => {
     const exported = JSON.parse(run('node', ['index.mjs'], consumer)) as Record<string, string[]>;
     expect(exported['causeway']).toEqual(expect.arrayContaining(['CausewayError', 'ErrorCode']));
     for (const subpath of subpaths) expect(exported[subpath]).toBeDefined();
+  });
+
+  it('links the `bin` and runs it from the installed package', () => {
+    const manifest = JSON.parse(
+      readFileSync(join(consumer, 'node_modules', 'causeway', 'package.json'), 'utf8'),
+    ) as { bin: Record<string, string> };
+    expect(Object.keys(manifest.bin)).toEqual(['causeway']);
+    // Through the link npm made, so the shebang and the executable bit are exercised too.
+    const help = run(join(consumer, 'node_modules', '.bin', 'causeway'), ['--help'], consumer);
+    expect(help).toMatch(/^Usage:\n {2}causeway txn list/);
   });
 
   it('type-checks a TypeScript consumer against the declarations', () => {
