@@ -6,7 +6,16 @@
  * repository's node_modules (the consumer lives below it), as they would from a user's project.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -64,6 +73,35 @@ describe('packed package', () => {
     expect(
       files.some((f) => f.includes('/test/') || (f.endsWith('.ts') && !f.endsWith('.d.ts'))),
     ).toBe(false);
+  });
+
+  it('loads the core, memory and express entry points without any driver installed', () => {
+    // A consumer outside this repository, with only the core's peers: no pg, ioredis, express.
+    const bare = mkdtempSync(join(tmpdir(), 'causeway-bare-'));
+    try {
+      writeFileSync(join(bare, 'package.json'), JSON.stringify({ type: 'module', private: true }));
+      mkdirSync(join(bare, 'node_modules', '@opentelemetry'), { recursive: true });
+      symlinkSync(
+        join(consumer, 'node_modules', 'causeway'),
+        join(bare, 'node_modules', 'causeway'),
+      );
+      for (const peer of ['@opentelemetry/api', 'uuid']) {
+        symlinkSync(join(repo, 'node_modules', peer), join(bare, 'node_modules', peer));
+      }
+      const load = (entry: string) =>
+        run(
+          'node',
+          ['--preserve-symlinks', '-e', `await import('${entry}'); console.log('ok')`],
+          bare,
+        );
+      for (const entry of ['causeway', 'causeway/memory', 'causeway/express']) {
+        expect(load(entry).trim()).toBe('ok');
+      }
+      // The pg adapter does need its driver: proof that this consumer really has none.
+      expect(() => load('causeway/pg')).toThrow(/Cannot find package 'pg'/);
+    } finally {
+      rmSync(bare, { recursive: true, force: true });
+    }
   });
 
   it('resolves every subpath export from JavaScript', () => {
