@@ -466,15 +466,23 @@ export class ReplicatedPool extends EventEmitter {
     verdict: SqlClassification,
   ): Promise<PgQueryResult> {
     this.#emitRoute(this.#leaderTarget('not-read-only', session, verdict.reason));
+    // One connection for the statement and the position read after it: no second checkout.
+    const client = await this.#primary.connect();
     let result: PgQueryResult;
     try {
-      result = await this.#primary.query(parsed.config, parsed.values);
+      result = await client.query(parsed.config, parsed.values);
     } catch (error) {
+      if (!hasSqlState(error)) {
+        client.release(toReleaseError(error));
+        throw error;
+      }
       // A failed statement may still have committed part of a multi-statement text.
-      if (hasSqlState(error)) await this.#noteWrite(session);
+      await this.#noteWrite(session, client);
+      client.release();
       throw error;
     }
-    await this.#noteWrite(session);
+    await this.#noteWrite(session, client);
+    client.release();
     return result;
   }
 
