@@ -40,6 +40,12 @@ export interface WorkloadReport {
   readonly staleWritesAccepted: number;
   /** One line per broken invariant, naming the proof (ids, gids, keys). Empty when all held. */
   readonly failures: readonly string[];
+  /**
+   * Things the run saw that break no invariant but a reader should know: a documented limit
+   * that was hit (e.g. writes lost with a Redis restarted without persistence), counts of
+   * recovered in-doubt transactions. Printed with the summary; never a failure.
+   */
+  readonly notes?: readonly string[];
   /** Written to `outDir` as JSON when the run fails. */
   readonly history?: unknown;
 }
