@@ -204,6 +204,9 @@ export class PgReplicaSet implements ReplicaSet {
    * Reads node `name`'s current position on `client` (one of that node's connections, e.g. the
    * one a read just ran on): the WAL insert location on the leader, the replay location on a
    * replica. Resolves undefined when the node's history is not known yet or it reports none.
+   * Rejects when a replica is no longer in recovery (promoted): it then no longer replays the
+   * leader's WAL, so nothing read on it vouches for the leader's history. The node is marked
+   * unhealthy at once, without waiting for the next check.
    */
   async readPosition(name: string, client: PgQueryable): Promise<Position | undefined> {
     const node = this.#byName.get(name);
@@ -214,9 +217,14 @@ export class PgReplicaSet implements ReplicaSet {
     const sql =
       node.role === 'leader'
         ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
-        : 'SELECT pg_last_wal_replay_lsn()::text AS lsn';
+        : 'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS in_recovery';
     const asOf = performance.now();
-    const text = (await client.query(sql)).rows[0]?.['lsn'];
+    const row = (await client.query(sql)).rows[0];
+    if (node.role === 'replica' && row?.['in_recovery'] !== true) {
+      this.#update(node, withHealth(node.status, false));
+      throw new Error(`${name} is not in recovery: it no longer replays the leader's WAL`);
+    }
+    const text = row?.['lsn'];
     if (typeof text !== 'string') return undefined;
     const position: Position = {
       stream: history.stream,

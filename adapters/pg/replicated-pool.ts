@@ -393,6 +393,9 @@ export class ReplicatedPool extends EventEmitter {
     } catch (error) {
       client.release(toReleaseError(error));
       this.replicaSet.reportError(decision.node, error);
+      // The node did not confirm, after the read and on its connection, that it still replays
+      // the leader's WAL (promoted, or gone): its answer may belong to another history.
+      return this.#retryOnLeader(parsed, session, verdict, decision.level, held);
     }
     // Without the replica's replay position, the leader's position bounds what it could show.
     position ??= await this.#leaderPosition(session);

@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { appendFile, mkdir } from 'node:fs/promises';
+import { appendFile, mkdir, rm } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,17 @@ export interface PgServer extends ServerHandle {
   crash(): Promise<void>;
 }
 
+/** A streaming replica the harness made; it can also leave and rejoin the primary's stream. */
+export interface ReplicaServer extends PgServer {
+  /** Ends recovery (`pg_ctl promote`): the node stops replaying the primary and starts a new timeline. */
+  promote(): Promise<void>;
+  /**
+   * Replaces the data directory with a new `pg_basebackup` of the primary (same port, name and
+   * apply delay) and starts it streaming: a promoted node comes back on the primary's timeline.
+   */
+  rebuild(): Promise<void>;
+}
+
 export interface RedisServer extends ServerHandle {
   readonly dataDir: string;
 }
@@ -34,9 +45,9 @@ export interface RedisServer extends ServerHandle {
 export interface Cluster {
   readonly primary: PgServer;
   /** A streaming replica with no delay. */
-  readonly replica: PgServer;
+  readonly replica: ReplicaServer;
   /** A streaming replica that applies commits `replicaDelayMs` late. */
-  readonly laggingReplica: PgServer;
+  readonly laggingReplica: ReplicaServer;
   readonly replicaDelayMs: number;
   /** A second, independent primary (for transactions across two databases). */
   readonly primary2: PgServer;
@@ -380,42 +391,60 @@ export async function startPostgresPrimary(options: PrimaryOptions = {}): Promis
 export async function startReplica(
   primary: PgServer,
   options: ReplicaOptions = {},
-): Promise<PgServer> {
+): Promise<ReplicaServer> {
   const name = options.name ?? 'replica';
   const dataDir = await makeDir(name);
   const port = await freePort();
-  await runPg('pg_basebackup', [
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(primary.port),
-    '-U',
-    'postgres',
-    '-D',
-    dataDir,
-    '-R',
-    '-X',
-    'stream',
-    '-c',
-    'fast',
-    '--no-sync',
-  ]);
-  // postgresql.auto.conf wins over the postgresql.conf copied from the primary.
-  await appendFile(
-    join(dataDir, 'postgresql.auto.conf'),
-    confLines({
-      port,
-      unix_socket_directories: `'${dataDir}'`,
-      recovery_min_apply_delay: `'${options.delayMs ?? 0}ms'`,
-      primary_conninfo: `'host=127.0.0.1 port=${primary.port} user=postgres application_name=${name}'`,
-    }),
-  );
+  const baseBackup = async () => {
+    await runPg('pg_basebackup', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(primary.port),
+      '-U',
+      'postgres',
+      '-D',
+      dataDir,
+      '-R',
+      '-X',
+      'stream',
+      '-c',
+      'fast',
+      '--no-sync',
+    ]);
+    // postgresql.auto.conf wins over the postgresql.conf copied from the primary.
+    await appendFile(
+      join(dataDir, 'postgresql.auto.conf'),
+      confLines({
+        port,
+        unix_socket_directories: `'${dataDir}'`,
+        recovery_min_apply_delay: `'${options.delayMs ?? 0}ms'`,
+        primary_conninfo: `'host=127.0.0.1 port=${primary.port} user=postgres application_name=${name}'`,
+      }),
+    );
+  };
+  await baseBackup();
   const server = pgHandle(name, dataDir, port, async (url) => {
     await waitForPg(url);
     await waitForStreaming(url);
   });
   await server.start();
-  return server;
+  return {
+    ...server,
+    promote: async () => {
+      await runPg('pg_ctl', ['-D', dataDir, '-w', '-t', '60', 'promote']);
+    },
+    async rebuild() {
+      // Stopped already (a fault may have left it down) is fine: the directory goes anyway.
+      await server.crash().catch(() => {});
+      await rm(dataDir, { recursive: true, force: true });
+      await mkdir(dataDir, { mode: 0o700 });
+      const owner = pgOwner();
+      if (owner) chownSync(dataDir, owner.uid, owner.gid);
+      await baseBackup();
+      await server.start();
+    },
+  };
 }
 
 async function waitForStreaming(url: string, timeoutMs = 30_000): Promise<void> {
@@ -507,13 +536,18 @@ async function waitForRedis(port: number, timeoutMs = 10_000): Promise<void> {
   }
 }
 
-/** Starts the whole test cluster: primary, two replicas (one lagging), a second primary, Redis. */
-export async function startCluster(options: { replicaDelayMs?: number } = {}): Promise<Cluster> {
+/**
+ * Starts the whole test cluster: primary, two replicas (one lagging), a second primary, Redis
+ * (`redis` options for it, e.g. `{ appendOnly: true }`; default: no persistence).
+ */
+export async function startCluster(
+  options: { replicaDelayMs?: number; redis?: RedisOptions } = {},
+): Promise<Cluster> {
   const replicaDelayMs = options.replicaDelayMs ?? DEFAULT_REPLICA_DELAY_MS;
   const [primary, primary2, redis] = await Promise.all([
     startPostgresPrimary({ name: 'primary' }),
     startPostgresPrimary({ name: 'primary2' }),
-    startRedis(),
+    startRedis(options.redis),
   ]);
   const [replica, laggingReplica] = await Promise.all([
     startReplica(primary, { name: 'replica1' }),

@@ -1,0 +1,86 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createReplicatedPool,
+  type PoolRouteEvent,
+  type ReplicatedPool,
+} from '../../../adapters/pg/replicated-pool.js';
+import { SessionContext, withSession } from '../../../src/session/context.js';
+import {
+  type PgServer,
+  type ReplicaServer,
+  startPostgresPrimary,
+  startReplica,
+} from '../../harness/cluster.js';
+
+// A private primary and replica: this file promotes the replica, which must never happen to the
+// shared cluster. Found by the fault-injection run (test/chaos): reads kept going to a promoted
+// replica until the next background check.
+let primary: PgServer;
+let replica: ReplicaServer;
+let direct: pg.Pool;
+let pool: ReplicatedPool;
+const events: PoolRouteEvent[] = [];
+
+beforeAll(async () => {
+  primary = await startPostgresPrimary({ name: 'faults-primary' });
+  replica = await startReplica(primary, { name: 'faults-replica' });
+  direct = new pg.Pool({ connectionString: primary.url, max: 2 });
+  await direct.query('CREATE TABLE faults_r (id int PRIMARY KEY, v int NOT NULL)');
+  await direct.query('INSERT INTO faults_r VALUES (1, 1)');
+  // No background polling: the topology is re-read only when the test says, as between two
+  // checks of a real deployment.
+  pool = createReplicatedPool({
+    primary: { config: { connectionString: primary.url } },
+    replicas: [{ name: 'replica', config: { connectionString: replica.url } }],
+    replicaSetOptions: { pollIntervalMs: 0, checkTimeoutMs: 2000 },
+  });
+  pool.on('route', (event: PoolRouteEvent) => events.push(event));
+  const created = await pool.replicaSet.writePosition();
+  expect(await pool.replicaSet.waitFor('replica', created!, 20_000)).toBe(true);
+}, 120_000);
+
+afterAll(async () => {
+  await pool?.end();
+  await direct?.end();
+  await replica?.stop().catch(() => {});
+  await primary?.stop();
+});
+
+const readValue = async () =>
+  (await pool.query('SELECT v FROM faults_r WHERE id = 1')).rows[0]?.v as number;
+
+describe('a replica promoted between two checks (private cluster)', () => {
+  it('serves no session read from the promoted node, even before the next check', async () => {
+    const session = new SessionContext({ id: 'promoted' }, 'read-your-writes');
+    expect(await withSession(session, readValue)).toBe(1);
+    expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'replica' });
+
+    // The replica leaves the primary's stream and a client that failed over to it writes there.
+    await replica.promote();
+    const promoted = new pg.Client({ connectionString: replica.url });
+    await promoted.connect();
+    await promoted.query('UPDATE faults_r SET v = 999 WHERE id = 1');
+    await promoted.end();
+    expect(pool.replicaSet.snapshot().replicas[0]!.healthy).toBe(true); // no check ran yet
+
+    // The router still believes in the replica; the read runs there, but the node cannot vouch
+    // for the leader's history any more: the answer is dropped and the leader answers instead.
+    expect(await withSession(session, readValue)).toBe(1);
+    expect(events.slice(-2)).toMatchObject([
+      { target: 'replica', node: 'replica' },
+      { target: 'leader', reason: 'replica-error' },
+    ]);
+    expect(pool.replicaSet.snapshot().replicas[0]!.healthy).toBe(false);
+    expect(await withSession(session, readValue)).toBe(1);
+    expect(events.at(-1)).toMatchObject({ target: 'leader', reason: 'no-healthy-replica' });
+
+    // Rebuilt from the primary, the node is a replica on the primary's timeline again.
+    await replica.rebuild();
+    await pool.replicaSet.refresh();
+    expect(pool.replicaSet.snapshot().replicas[0]).toMatchObject({ healthy: true });
+    const fresh = new SessionContext({ id: 'after-rebuild' }, 'read-your-writes');
+    expect(await withSession(fresh, readValue)).toBe(1);
+    expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'replica' });
+  });
+});
