@@ -14,6 +14,7 @@ import {
   traceLeaseAcquire,
 } from '../../src/txn/fencing.js';
 import {
+  connectClient,
   type PgQueryable,
   type PgQueryablePool,
   quoteTable,
@@ -236,7 +237,7 @@ RETURNING 1 AS passed`;
     assertResource(resource);
     assertFencingToken(token);
     await this.#table.ensure();
-    const client = await this.#pool.connect();
+    const client = await connectClient(this.#pool);
     let broken: Error | undefined;
     try {
       await client.query('BEGIN');

@@ -8,6 +8,7 @@ import type {
   PreparedInfo,
 } from '../../src/txn/participant.js';
 import {
+  connectClient,
   type PgQueryableClient,
   type PgQueryablePool,
   type PgRowsResult,
@@ -96,7 +97,7 @@ export class PgParticipant implements Participant {
 
   async begin(): Promise<ParticipantBranch> {
     if (!this.verified) await this.ready();
-    const client = await this.pool.connect();
+    const client = await connectClient(this.pool);
     try {
       await client.query('BEGIN');
     } catch (error) {

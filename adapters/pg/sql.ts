@@ -20,6 +20,9 @@ export interface PgQueryable {
 export interface PgQueryableClient extends PgQueryable {
   /** Passing an error (or `true`) tells the pool to discard the connection. */
   release(error?: Error | boolean): void;
+  /** `pg` clients are event emitters: see `connectClient`. */
+  on?(event: 'error', listener: (error: Error) => void): unknown;
+  removeListener?(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 /** The part of a `pg.Pool` the adapters use (a `pg.Pool` fits). */
@@ -45,6 +48,30 @@ export function quoteTable(table: unknown, owner: string): string {
 export function sqlState(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/** Takes a connection's `'error'` event while it is checked out; see `connectClient`. */
+function ignoreConnectionError(): void {}
+
+/**
+ * Checks out a client for a transaction. When the server goes away (a restart, a crash), `pg`
+ * emits `'error'` on every client connected to it, even one whose query it just failed, and
+ * `pg.Pool` listens only on idle clients: an unheard `'error'` event would end the process. So
+ * a listener takes it until `release()`. The failure still reaches the caller through the
+ * statement that fails, and the pool discards the broken client on release.
+ */
+export async function connectClient(pool: PgQueryablePool): Promise<PgQueryableClient> {
+  const client = await pool.connect();
+  if (typeof client.on !== 'function' || typeof client.removeListener !== 'function') {
+    return client;
+  }
+  client.on('error', ignoreConnectionError);
+  const release = client.release;
+  client.release = (error) => {
+    client.removeListener?.('error', ignoreConnectionError);
+    release.call(client, error);
+  };
+  return client;
 }
 
 /** Whether `value` has the `query` and `connect` of a `pg.Pool`. */
