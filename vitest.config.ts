@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
-// Two projects: `unit` needs nothing outside the process; `integration` talks to real servers
-// that test/harness/global-setup.ts starts (or takes from CAUSEWAY_TEST_* variables).
+// `unit` needs nothing outside the process; `integration` talks to real servers that
+// test/harness/global-setup.ts starts (or takes from CAUSEWAY_TEST_* variables); `chaos` starts
+// its own cluster and breaks it (test/chaos).
 export default defineConfig({
   test: {
     projects: [
@@ -27,6 +28,17 @@ export default defineConfig({
           globalSetup: ['test/harness/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
+          // The fault-injection run starts and kills servers of its own: it runs after the other
+          // projects (a higher group) so that it does not compete with them for the CPU.
+          name: 'chaos',
+          include: ['test/chaos/**/*.test.ts'],
+          sequence: { groupOrder: 1 },
+          testTimeout: 300_000,
+          hookTimeout: 180_000,
         },
       },
     ],
