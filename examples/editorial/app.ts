@@ -58,6 +58,7 @@ export function createEditorialApp(options: EditorialAppOptions): EditorialApp {
   coordinator?.startRecovery();
 
   const app = express();
+  app.disable('x-powered-by');
   app.use(express.json({ limit: '100kb' }));
   if (causeway) {
     if (options.secret === undefined)

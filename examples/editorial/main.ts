@@ -27,14 +27,6 @@ import type { EditorialStore } from './store.js';
 import { setupTracing, type TraceSummary, type Tracing } from './tracing.js';
 import { causewayHeld, formatReport, runWalkthrough } from './walkthrough.js';
 
-/** The variables `--postgres` reads; all or none. */
-export const DEMO_ENV = {
-  primaryUrl: 'CAUSEWAY_DEMO_PRIMARY_URL',
-  replicaUrls: 'CAUSEWAY_DEMO_REPLICA_URLS',
-  permissionsUrl: 'CAUSEWAY_DEMO_PERMISSIONS_URL',
-  redisUrl: 'CAUSEWAY_DEMO_REDIS_URL',
-} as const;
-
 const DEFAULT_PORT = 3000;
 const PUBLISH_EVERY_MS = 5_000;
 
@@ -85,7 +77,7 @@ function parseOptions(): Options {
 async function postgresStore(
   lagMs: number | undefined,
 ): Promise<{ store: EditorialStore; stopServers?: () => Promise<void> }> {
-  const { createPostgresStore } = await import('./postgres-store.js');
+  const { createPostgresStore, DEMO_ENV } = await import('./postgres-store.js');
   const names = Object.values(DEMO_ENV);
   const set = names.filter((name) => process.env[name]);
   if (set.length > 0) {

@@ -29,6 +29,15 @@ import {
   waitForReplicas,
 } from './store.js';
 
+/** The variables `npm run demo -- --postgres` reads (all or none; none starts servers). */
+export const DEMO_ENV = {
+  primaryUrl: 'CAUSEWAY_DEMO_PRIMARY_URL',
+  /** Comma-separated, the replica that applies fastest first. */
+  replicaUrls: 'CAUSEWAY_DEMO_REPLICA_URLS',
+  permissionsUrl: 'CAUSEWAY_DEMO_PERMISSIONS_URL',
+  redisUrl: 'CAUSEWAY_DEMO_REDIS_URL',
+} as const;
+
 export interface PostgresStoreOptions {
   /** The primary: articles, comments, users, drafts, leases, fences and the 2PC decision log. */
   primaryUrl: string;
