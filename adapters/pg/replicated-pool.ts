@@ -11,7 +11,7 @@ import {
 } from '../../src/session/router.js';
 import { type SqlClassification, SqlClassifier, type SqlClassifierOptions } from './classify.js';
 import { type PgNodeOption, PgReplicaSet, type PgReplicaSetOptions } from './replica-set.js';
-import type { PgQueryable, PgQueryablePool } from './sql.js';
+import { connectClient, type PgQueryable, type PgQueryablePool } from './sql.js';
 
 export {
   classifySql,
@@ -367,7 +367,7 @@ export class ReplicatedPool extends EventEmitter {
     if (decision.target === 'leader') return this.#readOnLeader(parsed, session, held);
     let client: PgPoolClient;
     try {
-      client = (await this.replicaSet.pool(decision.node).connect()) as PgPoolClient;
+      client = await connectClient(this.replicaSet.pool(decision.node) as PgPool);
     } catch (error) {
       this.replicaSet.reportError(decision.node, error);
       return this.#retryOnLeader(parsed, session, verdict, decision.level, held);
@@ -435,7 +435,7 @@ export class ReplicatedPool extends EventEmitter {
     }
     // A checked-out client reads on itself: taking a second primary connection could wait
     // forever on a pool whose connections are all checked out.
-    const client = held ?? (await this.#primary.connect());
+    const client = held ?? (await connectClient(this.#primary));
     const release = (error?: unknown) => {
       if (held === undefined)
         client.release(error === undefined ? undefined : toReleaseError(error));
@@ -470,7 +470,7 @@ export class ReplicatedPool extends EventEmitter {
   ): Promise<PgQueryResult> {
     this.#emitRoute(this.#leaderTarget('not-read-only', session, verdict.reason));
     // One connection for the statement and the position read after it: no second checkout.
-    const client = await this.#primary.connect();
+    const client = await connectClient(this.#primary);
     let result: PgQueryResult;
     try {
       result = await client.query(parsed.config, parsed.values);

@@ -54,13 +54,16 @@ export function sqlState(error: unknown): string | undefined {
 function ignoreConnectionError(): void {}
 
 /**
- * Checks out a client for a transaction. When the server goes away (a restart, a crash), `pg`
+ * Checks out a client for a transaction or a statement followed by a position read on the same
+ * connection (the replicated pool). When the server goes away (a restart, a crash), `pg`
  * emits `'error'` on every client connected to it, even one whose query it just failed, and
  * `pg.Pool` listens only on idle clients: an unheard `'error'` event would end the process. So
  * a listener takes it until `release()`. The failure still reaches the caller through the
  * statement that fails, and the pool discards the broken client on release.
  */
-export async function connectClient(pool: PgQueryablePool): Promise<PgQueryableClient> {
+export async function connectClient<C extends PgQueryableClient = PgQueryableClient>(pool: {
+  connect(): Promise<C>;
+}): Promise<C> {
   const client = await pool.connect();
   if (typeof client.on !== 'function' || typeof client.removeListener !== 'function') {
     return client;

@@ -84,3 +84,33 @@ describe('a replica promoted between two checks (private cluster)', () => {
     expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'replica' });
   });
 });
+
+describe('a replica that crashes during a routed read (private cluster)', () => {
+  it('retries the read on the leader, and the lost connection does not end the process', async () => {
+    // pg emits 'error' on a checked-out client whose server dies, and pg.Pool listens only on
+    // idle ones: without a listener of the pool's own, the event would end the process.
+    const slow = createReplicatedPool({
+      primary: { config: { connectionString: primary.url } },
+      replicas: [{ name: 'replica', config: { connectionString: replica.url } }],
+      classifier: { readOnlyFunctions: ['pg_sleep'] },
+      replicaSetOptions: { pollIntervalMs: 0, checkTimeoutMs: 2000 },
+    });
+    const seen: PoolRouteEvent[] = [];
+    slow.on('route', (event: PoolRouteEvent) => seen.push(event));
+    try {
+      await slow.replicaSet.refresh();
+      const session = new SessionContext({ id: 'crash' }, 'read-your-writes');
+      const read = withSession(session, () =>
+        slow.query('SELECT pg_sleep(1), v FROM faults_r WHERE id = 1'),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(seen).toMatchObject([{ target: 'replica', node: 'replica' }]);
+      await replica.crash();
+      expect((await read).rows[0]?.v).toBe(1);
+      expect(seen.at(-1)).toMatchObject({ target: 'leader', reason: 'replica-error' });
+    } finally {
+      await slow.end();
+      await replica.start();
+    }
+  });
+});
