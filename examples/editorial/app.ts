@@ -7,8 +7,14 @@
  * Who is calling comes from the `x-user` header (a stand-in for real authentication).
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { consistency, consistencyOf } from '../../src/express.js';
-import { CausewayError, ErrorCode, isCausewayError, TwoPhaseCoordinator } from '../../src/index.js';
+import { type ConsistencyHandler, consistency, consistencyOf } from '../../src/express.js';
+import {
+  CausewayError,
+  type ConsistencyLevel,
+  ErrorCode,
+  isCausewayError,
+  TwoPhaseCoordinator,
+} from '../../src/index.js';
 import { type PendingRun, Publisher } from './publisher.js';
 import { type Comment, type EditorialStore, isRefusal } from './store.js';
 
@@ -60,28 +66,23 @@ export function createEditorialApp(options: EditorialAppOptions): EditorialApp {
   const app = express();
   app.disable('x-powered-by');
   app.use(express.json({ limit: '100kb' }));
+  let c: ConsistencyHandler | undefined;
   if (causeway) {
     if (options.secret === undefined)
       throw new Error('a session secret is needed with Causeway on');
-    app.use(
-      consistency({
-        secret: options.secret,
-        router: store.router,
-        // Editors' floors follow them from laptop to phone: kept by user on the server.
-        store: store.sessionStore,
-        userKey: (req) => userOf(req as Request),
-        routeHeader: true,
-      }),
-    );
+    c = consistency({
+      secret: options.secret,
+      router: store.router,
+      // Editors' floors follow them from laptop to phone: kept by user on the server.
+      store: store.sessionStore,
+      userKey: (req) => userOf(req as Request),
+      routeHeader: true,
+    });
+    app.use(c);
   }
-  /** Sets this route's consistency level when Causeway is on; a no-op otherwise. */
-  const level = causeway
-    ? (lvl: Parameters<ReturnType<typeof consistency>['level']>[0]) =>
-        (req: Request, _res: Response, next: NextFunction) => {
-          consistencyOf(req).level = lvl;
-          next();
-        }
-    : () => (_req: Request, _res: Response, next: NextFunction) => next();
+  /** This route's consistency level with Causeway on; nothing without it. */
+  const level = (lvl: ConsistencyLevel) =>
+    c?.level(lvl) ?? ((_req: Request, _res: Response, next: NextFunction) => next());
 
   // Articles. Editors save and preview (read-your-writes, the default level); readers browse.
   app.get('/articles', async (_req, res) => {

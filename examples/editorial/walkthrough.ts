@@ -268,8 +268,8 @@ async function runMode(base: string, id: string): Promise<ModeReport> {
     if ((account.user != null) !== account.grants.length > 0) halfDoneSignups.n++;
   }
   notes.push(
-    `${refused} signup(s) refused for want of a seat; ${halfDoneSignups.n} of ` +
-      `${halfDoneSignups.of} left half-done (a user with no permissions)`,
+    `${refused} of 3 signups refused (no seat left); ${halfDoneSignups.n} of ` +
+      `${halfDoneSignups.of} left half-done (a user without permissions, or the reverse)`,
   );
 
   // 5. Two publisher instances; the first pauses past its lease, then writes: fencing tokens.

@@ -29,10 +29,10 @@ function groupAlive(pgid: number): boolean {
 describe('the editorial demo on the memory adapters', () => {
   it('walks through with --once: anomalies without Causeway, none with it, then exits by itself', async () => {
     // A shorter lag than the default keeps the test quick; the scenes wait for replica states.
-    const run = await runDemo(['--once', '--port', '0', '--lag-ms', '500']);
+    const run = await runDemo(['--once', '--port', '0', '--lag-ms', '800']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain('replica-2 500 ms late');
+    expect(run.stdout).toContain('replica-2 800 ms late');
     expectCausewayHeld(run.stdout);
   }, 60_000);
 
