@@ -17,7 +17,10 @@ export interface WriteOperation {
   readonly key: string;
   /** Unique id of this write within the history. */
   readonly id: string;
-  /** The version of `key` this write created; greater than every earlier committed version. */
+  /**
+   * The version of `key` this write created; greater than every earlier committed version.
+   * 0 only for an unacknowledged write whose version is unknown (it then takes part in no check).
+   */
   readonly version: number;
   /**
    * Ids of writes this write causally depends on beyond its own session order: the comment a
@@ -60,8 +63,16 @@ export type Guarantee =
 /** One broken guarantee and the operations that prove it, in history order. */
 export interface Violation {
   readonly guarantee: Guarantee;
-  /** The session whose guarantee broke (for monotonic writes, the writer's session). */
+  /**
+   * The session whose guarantee broke: the reader's for read-your-writes, monotonic reads and
+   * consistent prefix; the writer's for monotonic writes and writes-follow-reads.
+   */
   readonly session: string;
+  /**
+   * The key the proof is about: the key a read saw too old a version of, or for a write out of
+   * order with its own session's past, the key it wrote.
+   */
+  readonly key?: string;
   readonly message: string;
   readonly operations: readonly HistoryOperation[];
 }

@@ -26,6 +26,7 @@ const subpaths = [
   'causeway/pg',
   'causeway/redis',
   'causeway/memory',
+  'causeway/testing',
 ];
 let consumer: string;
 let tarball: string;
@@ -75,7 +76,7 @@ describe('packed package', () => {
     ).toBe(false);
   });
 
-  it('loads the core, memory and express entry points without any driver installed', () => {
+  it('loads the core, memory, express and testing entry points without any driver installed', () => {
     // A consumer outside this repository, with only the core's peers: no pg, ioredis, express.
     const bare = mkdtempSync(join(tmpdir(), 'causeway-bare-'));
     try {
@@ -94,7 +95,7 @@ describe('packed package', () => {
           ['--preserve-symlinks', '-e', `await import('${entry}'); console.log('ok')`],
           bare,
         );
-      for (const entry of ['causeway', 'causeway/memory', 'causeway/express']) {
+      for (const entry of ['causeway', 'causeway/memory', 'causeway/express', 'causeway/testing']) {
         expect(load(entry).trim()).toBe('ok');
       }
       // The pg adapter does need its driver: proof that this consumer really has none.
@@ -114,6 +115,9 @@ describe('packed package', () => {
     );
     const exported = JSON.parse(run('node', ['index.mjs'], consumer)) as Record<string, string[]>;
     expect(exported['causeway']).toEqual(expect.arrayContaining(['CausewayError', 'ErrorCode']));
+    expect(exported['causeway/testing']).toEqual(
+      expect.arrayContaining(['checkHistory', 'HistoryRecorder']),
+    );
     for (const subpath of subpaths) expect(exported[subpath]).toBeDefined();
   });
 
