@@ -5,7 +5,7 @@
  * wake up after it expired and another instance took over, and still write. With fencing, the
  * storage checks the lease's token in the same step as the write and refuses the older one.
  */
-import { CausewayError, ErrorCode, type Lease, withSession } from '../../src/index.js';
+import { ErrorCode, isCausewayError, type Lease, withSession } from '../../src/index.js';
 import type { EditorialStore, FrontPage } from './store.js';
 
 export interface PublisherOptions {
@@ -54,6 +54,10 @@ export class Publisher {
       ttlMs: leaseTtlMs,
       holder: this.worker,
     });
+    return this.#compose(lease);
+  }
+
+  async #compose(lease: Lease): Promise<PendingRun> {
     // A job has no request session: read the leader, so the page misses no article.
     const { value: articles } = await withSession(undefined, () => this.#store.listArticles(), {
       level: 'strong',
@@ -76,17 +80,32 @@ export class Publisher {
     );
   }
 
-  /** One tick of the schedule: publish if this instance gets the lease; false if another has it. */
+  /**
+   * One tick of the schedule: the instance that holds the lease renews it and publishes; the
+   * others try to take it, and return false while it is held elsewhere.
+   */
   async runOnce(): Promise<boolean> {
     let run: PendingRun;
     try {
-      run = await this.begin();
+      const renewed = await this.#held?.renew().catch((error: unknown) => {
+        if (isCausewayError(error, ErrorCode.LEASE_NOT_HELD)) return undefined;
+        throw error;
+      });
+      run = renewed === undefined ? await this.begin() : await this.#compose(renewed);
     } catch (error) {
-      if (error instanceof CausewayError && error.code === ErrorCode.LEASE_NOT_HELD) return false;
+      this.#held = undefined;
+      if (isCausewayError(error, ErrorCode.LEASE_NOT_HELD)) return false;
       throw error;
     }
-    await this.commit(run);
     this.#held = run.lease;
+    try {
+      await this.commit(run);
+    } catch (error) {
+      // Another instance took over while this one composed the page: the storage refused.
+      if (!isCausewayError(error, ErrorCode.STALE_FENCING_TOKEN)) throw error;
+      this.#held = undefined;
+      return false;
+    }
     return true;
   }
 
