@@ -160,6 +160,7 @@ async function runMode(base: string, id: string): Promise<ModeReport> {
   const annPhone = browser('ann');
   const stalePreviews: Count = { n: 0, of: 0 };
   const previewNodes = new Set<string>();
+  let previewsOnLeader = 0;
   const preview = async (who: Browser, saved: number) => {
     const reply = await who.get(`/articles/${storm}/preview`);
     // 404: the node that served the preview does not have the article at all yet.
@@ -169,6 +170,7 @@ async function runMode(base: string, id: string): Promise<ModeReport> {
       stalePreviews.n++;
       previewNodes.add(body.servedBy.node);
     }
+    if (!body.servedBy.replica) previewsOnLeader++;
     return body.servedBy as ServedBy;
   };
   let saved = 0;
@@ -191,7 +193,8 @@ async function runMode(base: string, id: string): Promise<ModeReport> {
     stalePreviews.n > 0
       ? `${stalePreviews.n} of ${stalePreviews.of} previews lacked the editor's own edit ` +
           `(served by ${[...previewNodes].sort().join(', ')})`
-      : `every preview showed the edit; once the replicas had it, ${later.node} served it`,
+      : `0 of ${stalePreviews.of} previews lacked it: the leader served ${previewsOnLeader} ` +
+          `while no replica had the edit, then ${later.node} served the last`,
   );
 
   // 2. Readers refresh a page while an update replicates: monotonic reads.
@@ -366,8 +369,8 @@ export function formatReport(report: WalkthroughReport): string {
   });
   const count = ({ n, of }: Count) => `${n} of ${of}`;
   const row = (label: string, off: string, on: string) =>
-    `  ${label.padEnd(50)}${off.padStart(10)}${on.padStart(20)}`;
-  lines.push('', row('', 'without', 'with Causeway'));
+    `  ${label.padEnd(50)}${off.padStart(18)}${on.padStart(18)}`;
+  lines.push('', row('', 'without Causeway', 'with Causeway'));
   for (const [key, label] of ANOMALIES) {
     lines.push(row(label, count(report.off[key]), count(report.on[key])));
   }
