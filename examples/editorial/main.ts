@@ -28,6 +28,9 @@ import { setupTracing, type TraceSummary, type Tracing } from './tracing.js';
 import { causewayHeld, formatReport, runWalkthrough } from './walkthrough.js';
 
 const DEFAULT_PORT = 3000;
+
+/** A mistake in the command line or the environment: reported in one line, without a stack. */
+class UsageError extends Error {}
 const PUBLISH_EVERY_MS = 5_000;
 
 interface Options {
@@ -54,15 +57,15 @@ function parseOptions(): Options {
     if (text === undefined) return undefined;
     const value = Number(text);
     if (!Number.isSafeInteger(value) || value < 0 || value > max) {
-      throw new Error(`--${name} must be an integer from 0 to ${max}`);
+      throw new UsageError(`--${name} must be an integer from 0 to ${max}`);
     }
     return value;
   };
   if (values.trace !== 'memory' && values.trace !== 'console') {
-    throw new Error('--trace must be memory or console');
+    throw new UsageError('--trace must be memory or console');
   }
   if (values.once && values['serve-only'])
-    throw new Error('--once and --serve-only exclude each other');
+    throw new UsageError('--once and --serve-only exclude each other');
   return {
     postgres: values.postgres,
     once: values.once,
@@ -83,17 +86,25 @@ async function postgresStore(
   if (set.length > 0) {
     const missing = names.filter((name) => !process.env[name]);
     if (missing.length > 0)
-      throw new Error(`set all of ${names.join(', ')}; missing: ${missing.join(', ')}`);
+      throw new UsageError(`set all of ${names.join(', ')}; missing: ${missing.join(', ')}`);
     const env = (name: string) => process.env[name] as string;
-    const store = await createPostgresStore({
-      primaryUrl: env(DEMO_ENV.primaryUrl),
-      replicaUrls: env(DEMO_ENV.replicaUrls)
-        .split(',')
-        .map((url) => url.trim()),
-      permissionsUrl: env(DEMO_ENV.permissionsUrl),
-      redisUrl: env(DEMO_ENV.redisUrl),
-    });
-    return { store };
+    try {
+      const store = await createPostgresStore({
+        primaryUrl: env(DEMO_ENV.primaryUrl),
+        replicaUrls: env(DEMO_ENV.replicaUrls)
+          .split(',')
+          .map((url) => url.trim()),
+        permissionsUrl: env(DEMO_ENV.permissionsUrl),
+        redisUrl: env(DEMO_ENV.redisUrl),
+      });
+      return { store };
+    } catch (error) {
+      // The URLs may hold passwords: name the variables, not their values.
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new UsageError(
+        `--postgres: setting up the servers in ${names.join(', ')} failed: ${reason}`,
+      );
+    }
   }
   console.log(
     'Starting PostgreSQL (a primary, a streaming replica, one applying commits ' +
@@ -232,7 +243,8 @@ async function main(): Promise<void> {
       await shutdown();
       throw error;
     }
-    port = await listen(server, 0); // 3000 is taken: any free port will do
+    port = await listen(server, 0);
+    console.log(`Port ${DEFAULT_PORT} is taken; using ${port}.`);
   }
   origin = `http://127.0.0.1:${port}`;
 
@@ -275,6 +287,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+  if (error instanceof UsageError) console.error(error.message);
+  else console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
   process.exitCode = 1;
 });
