@@ -91,3 +91,11 @@ export function configError(
 ): CausewayError {
   return new CausewayError(ErrorCode.CONFIG, message, details ? { details } : {});
 }
+
+/** `options` itself when it is an object, else a `CONFIG` error: "`owner` options must be an object". */
+export function optionsObject<T>(options: T, owner: string): T & object {
+  if (typeof options !== 'object' || options === null) {
+    throw configError(`${owner} options must be an object`);
+  }
+  return options;
+}

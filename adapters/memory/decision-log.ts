@@ -1,3 +1,4 @@
+import { configError, optionsObject } from '../../src/errors.js';
 import type { Decision, DecisionLog, DecisionRecord } from '../../src/txn/decision-log.js';
 
 interface Stored {
@@ -24,7 +25,9 @@ export class MemoryDecisionLog implements DecisionLog {
   private readonly now: () => number;
 
   constructor(options: MemoryDecisionLogOptions = {}) {
-    this.now = options.now ?? Date.now;
+    const { now = Date.now } = optionsObject(options, 'MemoryDecisionLog');
+    if (typeof now !== 'function') throw configError('MemoryDecisionLog: now must be a function');
+    this.now = now;
   }
 
   async record(

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { configError } from '../../src/errors.js';
+import { configError, optionsObject } from '../../src/errors.js';
 import {
   type AcquireOptions,
   assertFencingToken,
@@ -34,7 +34,7 @@ export class MemoryLeaseManager implements LeaseManager {
   readonly #leases = new Map<string, LeaseRecord>();
 
   constructor(options: MemoryLeaseManagerOptions = {}) {
-    const { now = Date.now } = options;
+    const { now = Date.now } = optionsObject(options, 'MemoryLeaseManager');
     if (typeof now !== 'function') throw configError('MemoryLeaseManager: now must be a function');
     this.#now = now;
   }

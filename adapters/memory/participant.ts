@@ -1,4 +1,10 @@
-import { CausewayError, ErrorCode, invalidInput } from '../../src/errors.js';
+import {
+  CausewayError,
+  configError,
+  ErrorCode,
+  invalidInput,
+  optionsObject,
+} from '../../src/errors.js';
 import type {
   BranchStatus,
   Participant,
@@ -72,8 +78,13 @@ export class MemoryParticipant implements Participant {
   private nextXid = 1000n;
 
   constructor(options: MemoryParticipantOptions = {}) {
-    this.name = options.name ?? 'memory';
-    this.now = options.now ?? Date.now;
+    const { name = 'memory', now = Date.now } = optionsObject(options, 'MemoryParticipant');
+    if (typeof name !== 'string' || name === '') {
+      throw configError('MemoryParticipant: name must be a non-empty string');
+    }
+    if (typeof now !== 'function') throw configError('MemoryParticipant: now must be a function');
+    this.name = name;
+    this.now = now;
   }
 
   /** Makes the next call at `point` fail with `error` (default: a connection-like error). */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { configError, invalidInput } from '../../src/errors.js';
+import { configError, invalidInput, optionsObject } from '../../src/errors.js';
 import { hasReached, type Position } from '../../src/session/position.js';
 import type { NodeStatus, ReplicaSet, TopologySnapshot } from '../../src/session/replica-set.js';
 
@@ -13,8 +13,14 @@ export interface MemoryReplicaOptions {
   delayMs?: number;
 }
 
+/** The most replicas a `MemoryReplicaSet` is built with from a count (1000). */
+export const MAX_MEMORY_REPLICAS = 1000;
+
 export interface MemoryReplicaSetOptions {
-  /** The replicas: a count (each with no delay) or one options object each. Default 2. */
+  /**
+   * The replicas: a count (each with no delay, at most `MAX_MEMORY_REPLICAS`) or one options
+   * object each. Default 2.
+   */
   replicas?: number | readonly MemoryReplicaOptions[];
   /** The leader's name. Default `'leader'`. */
   leaderName?: string;
@@ -65,19 +71,34 @@ export class MemoryReplicaSet<V = unknown> implements ReplicaSet {
   #closed = false;
 
   constructor(options: MemoryReplicaSetOptions = {}) {
+    optionsObject(options, 'MemoryReplicaSet');
     const replicas = options.replicas ?? 2;
+    if (
+      typeof replicas === 'number' &&
+      !(Number.isInteger(replicas) && replicas >= 0 && replicas <= MAX_MEMORY_REPLICAS)
+    ) {
+      throw configError(`replicas must be a count from 0 to ${MAX_MEMORY_REPLICAS} or an array`);
+    }
     const replicaOptions =
       typeof replicas === 'number' ? Array.from({ length: replicas }, () => ({})) : replicas;
     if (!Array.isArray(replicaOptions)) throw configError('replicas must be a count or an array');
     this.stream = options.stream ?? randomUUID();
+    if (typeof this.stream !== 'string' || this.stream === '') {
+      throw configError('stream must be a non-empty string');
+    }
     this.#epoch = options.epoch ?? 1;
     if (!Number.isInteger(this.#epoch) || this.#epoch < 0)
       throw configError('epoch must be an integer >= 0');
-    this.#leader = newNode(options.leaderName ?? 'leader', 0);
+    this.#leader = newNode(nodeName(options.leaderName ?? 'leader'), 0);
     this.#replicas = replicaOptions.map((replica: MemoryReplicaOptions, i: number) => {
+      if (typeof replica !== 'object' || replica === null) {
+        throw configError('each replica must be an options object');
+      }
       const delayMs = replica.delayMs ?? 0;
-      if (!(delayMs >= 0)) throw configError('delayMs must be >= 0', { delayMs });
-      return newNode(replica.name ?? `replica-${i + 1}`, delayMs);
+      if (typeof delayMs !== 'number' || !(delayMs >= 0)) {
+        throw configError('delayMs must be >= 0', { delayMs });
+      }
+      return newNode(nodeName(replica.name ?? `replica-${i + 1}`), delayMs);
     });
     const names = new Set([this.#leader.name, ...this.#replicas.map((r) => r.name)]);
     if (names.size !== this.#replicas.length + 1) throw configError('node names must be unique');
@@ -284,6 +305,12 @@ export class MemoryReplicaSet<V = unknown> implements ReplicaSet {
     if (node === undefined) throw invalidInput(`no node named ${JSON.stringify(name)}`);
     return node;
   }
+}
+
+function nodeName(name: unknown): string {
+  if (typeof name !== 'string' || name === '')
+    throw configError('node names must be non-empty strings');
+  return name;
 }
 
 function newNode<V>(name: string, delayMs: number): MemoryNode<V> {

@@ -1,4 +1,4 @@
-import { configError } from '../../src/errors.js';
+import { configError, optionsObject } from '../../src/errors.js';
 import { mergeSessionStates, type SessionState } from '../../src/session/context.js';
 import type { SessionStore } from '../../src/session/session-store.js';
 
@@ -14,8 +14,8 @@ export class MemorySessionStore implements SessionStore {
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(options: MemorySessionStoreOptions = {}) {
-    this.ttlMs = options.ttlMs ?? 120_000;
-    if (!Number.isFinite(this.ttlMs) || this.ttlMs <= 0) {
+    this.ttlMs = optionsObject(options, 'MemorySessionStore').ttlMs ?? 120_000;
+    if (typeof this.ttlMs !== 'number' || !Number.isFinite(this.ttlMs) || this.ttlMs <= 0) {
       throw configError('ttlMs must be a positive number', { ttlMs: options.ttlMs });
     }
     // Expired entries are skipped on read; the sweep only bounds memory.

@@ -1,4 +1,4 @@
-import { configError } from '../../src/errors.js';
+import { configError, optionsObject } from '../../src/errors.js';
 
 /**
  * Decides whether one SQL text is *provably* read-only, so that the replicated pool may send it to
@@ -168,6 +168,7 @@ export class SqlClassifier {
   readonly #cache = new Map<string, SqlClassification>();
 
   constructor(options: SqlClassifierOptions = {}) {
+    optionsObject(options, 'SqlClassifier');
     const cacheSize = options.cacheSize ?? 1000;
     if (!Number.isInteger(cacheSize) || cacheSize < 0) {
       throw configError('SqlClassifier: cacheSize must be a non-negative integer', { cacheSize });
@@ -179,7 +180,11 @@ export class SqlClassifier {
       });
     }
     const functions = new Set(DEFAULT_READ_ONLY_FUNCTIONS);
-    for (const name of options.readOnlyFunctions ?? []) {
+    const extraFunctions = options.readOnlyFunctions ?? [];
+    if (!Array.isArray(extraFunctions)) {
+      throw configError('SqlClassifier: readOnlyFunctions must be an array of names');
+    }
+    for (const name of extraFunctions) {
       if (typeof name !== 'string' || name === '') {
         throw configError('SqlClassifier: readOnlyFunctions must be non-empty strings');
       }

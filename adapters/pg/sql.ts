@@ -38,7 +38,7 @@ export function quoteTable(table: unknown, owner: string): string {
   if (parts.length < 1 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
     throw configError(
       `${owner}: table must be "name" or "schema.name" of letters, digits and underscores`,
-      { table: String(table) },
+      { table: typeof table === 'string' ? table : typeof table },
     );
   }
   return parts.map((part) => `"${part}"`).join('.');

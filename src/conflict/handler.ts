@@ -1,4 +1,4 @@
-import { configError } from '../errors.js';
+import { configError, optionsObject } from '../errors.js';
 import {
   decodeLwwWinner,
   encodeLwwWinner,
@@ -55,6 +55,7 @@ export type HandlerOptions =
 
 /** Builds the handler named by `options.handler` (`CONFIG` for an unknown name or bad option). */
 export function createConflictHandler<T>(options: HandlerOptions): ConflictHandler<T> {
+  optionsObject(options, 'Conflict handler');
   switch (options.handler) {
     case 'siblings':
       return siblingsHandler<T>(resolveMaxSiblings(options.maxSiblings));

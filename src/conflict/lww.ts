@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { version as uuidVersion, v7 as uuidv7, validate as validateUuid } from 'uuid';
 import { HlcTimestamp, HybridLogicalClock } from '../clocks/hlc.js';
-import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
+import { CausewayError, configError, ErrorCode, invalidInput, optionsObject } from '../errors.js';
 import { assertActor, assertJsonValue, isRecord, type JsonValue, parseState } from './input.js';
 import { jsonEqual } from './json-equal.js';
 import type { VersionedValue, WriteOptions } from './types.js';
@@ -162,6 +162,7 @@ export function resolveLwwOptions(options: LwwOptions): {
   clock: HybridLogicalClock;
   tombstoneGraceMs: number;
 } {
+  optionsObject(options, 'Last-write-wins');
   const grace = options.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS;
   if (!Number.isSafeInteger(grace) || grace < 0) {
     throw configError('tombstoneGraceMs must be a non-negative integer', {

@@ -1,5 +1,5 @@
 import { VersionVector } from '../clocks/version-vector.js';
-import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
+import { CausewayError, configError, ErrorCode, invalidInput, optionsObject } from '../errors.js';
 import { assertActor, assertJsonValue, isRecord, type JsonValue, parseState } from './input.js';
 import { jsonEqual } from './json-equal.js';
 import type { VersionedValue, WriteOptions } from './types.js';
@@ -77,6 +77,7 @@ export class Siblings<T> {
   #core: SiblingsCore<T>;
 
   constructor(options: SiblingsOptions = {}) {
+    optionsObject(options, 'Siblings');
     this.#maxSiblings = resolveMaxSiblings(options.maxSiblings);
     this.#core = emptySiblingsCore();
   }

@@ -1,7 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomFillSync } from 'node:crypto';
+import { invalidInput } from '../errors.js';
 import { comparePositions, type Position } from './position.js';
-import type { ConsistencyLevel, RouteDecision } from './router.js';
+import { type ConsistencyLevel, type RouteDecision, validateLevel } from './router.js';
 
 /**
  * What a session remembers between requests: its id (which picks its sticky replica) and two
@@ -61,12 +62,19 @@ export class SessionContext {
   #changed = false;
   #idHash: number | undefined;
 
+  /**
+   * Starts from `state` (default: a fresh id, no floors) at `level`. A state that is not
+   * `{ id: non-empty string, writeFloor?, readFloor? }` with floors `{ stream: string, epoch:
+   * integer >= 0, lsn: bigint >= 0 }` is `INVALID_INPUT` (states decoded by hand from JSON carry
+   * the lsn as a string, which would compare wrongly); a bad level is `CONFIG`.
+   */
   constructor(
     state: SessionState = { id: newSessionId() },
     level: ConsistencyLevel = DEFAULT_LEVEL,
   ) {
+    assertSessionState(state);
     this.id = state.id;
-    this.level = level;
+    this.level = level === DEFAULT_LEVEL ? level : validateLevel(level, 'level');
     this.#writeFloor = state.writeFloor;
     this.#readFloor = state.readFloor;
     // A state whose floors disagree on the history keeps only the write floor.
@@ -206,10 +214,39 @@ export function withSession<T>(
   fn: (session: SessionContext) => T,
   options: WithSessionOptions = {},
 ): T {
-  const context =
-    session instanceof SessionContext ? session : new SessionContext(session, options.level);
-  if (options.level !== undefined) context.level = options.level;
+  const level = options?.level;
+  const context = session instanceof SessionContext ? session : new SessionContext(session, level);
+  if (level !== undefined) context.level = validateLevel(level, 'level');
   return storage.run(context, fn, context);
+}
+
+function isPosition(value: unknown): value is Position {
+  const position = value as Partial<Position> | null;
+  return (
+    typeof position === 'object' &&
+    position !== null &&
+    typeof position.stream === 'string' &&
+    Number.isInteger(position.epoch) &&
+    (position.epoch as number) >= 0 &&
+    typeof position.lsn === 'bigint' &&
+    position.lsn >= 0n
+  );
+}
+
+function assertSessionState(state: unknown): asserts state is SessionState {
+  const { id, writeFloor, readFloor } = (state ?? {}) as Partial<SessionState>;
+  if (
+    typeof state !== 'object' ||
+    state === null ||
+    typeof id !== 'string' ||
+    id === '' ||
+    (writeFloor !== undefined && !isPosition(writeFloor)) ||
+    (readFloor !== undefined && !isPosition(readFloor))
+  ) {
+    throw invalidInput(
+      'A session state is { id: non-empty string, writeFloor?, readFloor? } with floors { stream, epoch, lsn: bigint }',
+    );
+  }
 }
 
 /** The session of the current async context, or undefined outside any. */

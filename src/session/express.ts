@@ -212,7 +212,7 @@ function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
     throw configError("secureCookie must be true, false or 'auto'", { secureCookie });
   }
   const domain = options.cookieDomain;
-  if (domain !== undefined && !/^[A-Za-z0-9.-]+$/.test(domain)) {
+  if (domain !== undefined && (typeof domain !== 'string' || !/^[A-Za-z0-9.-]+$/.test(domain))) {
     throw configError('cookieDomain must be a host name', { cookieDomain: domain });
   }
   const common = `; Path=/${domain === undefined ? '' : `; Domain=${domain}`}; HttpOnly; SameSite=Lax`;

@@ -102,7 +102,8 @@ function resolveGuarantees(options: CheckOptions): ReadonlySet<Guarantee> {
   }
   for (const guarantee of guarantees) {
     if (!GUARANTEES.includes(guarantee)) {
-      throw configError(`Unknown guarantee ${JSON.stringify(String(guarantee))}`, {
+      const name = typeof guarantee === 'string' ? JSON.stringify(guarantee) : typeof guarantee;
+      throw configError(`Unknown guarantee ${name}`, {
         known: GUARANTEES,
       });
     }

@@ -1,6 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import type { Span } from '@opentelemetry/api';
-import { CausewayError, configError, ErrorCode, invalidInput, isCausewayError } from '../errors.js';
+import {
+  CausewayError,
+  configError,
+  ErrorCode,
+  invalidInput,
+  isCausewayError,
+  optionsObject,
+} from '../errors.js';
 import { Attr, addToCounter, CounterName, SpanName, withSpan } from '../telemetry.js';
 import { withTimeout } from '../util/timers.js';
 import type { DecisionLog, DecisionRecord } from './decision-log.js';
@@ -191,7 +198,7 @@ export class TwoPhaseCoordinator {
   private closed = false;
 
   constructor(options: TwoPhaseCoordinatorOptions) {
-    const { coordinatorId, log, participants } = options;
+    const { coordinatorId, log, participants } = optionsObject(options, 'TwoPhaseCoordinator');
     if (typeof coordinatorId !== 'string') throw configError('coordinatorId is required');
     if (log === undefined || log === null) throw configError('log (a DecisionLog) is required');
     const names = Object.keys(participants ?? {});
@@ -204,7 +211,8 @@ export class TwoPhaseCoordinator {
     }
     const retryInitialDelayMs = positive('retryInitialDelayMs', options.retryInitialDelayMs, 50);
     const maxConcurrent = options.maxConcurrentTransactions ?? Number.POSITIVE_INFINITY;
-    if (!(maxConcurrent >= 1)) throw configError('maxConcurrentTransactions must be at least 1');
+    if (typeof maxConcurrent !== 'number' || !(maxConcurrent >= 1))
+      throw configError('maxConcurrentTransactions must be at least 1');
     this.slots = new Slots(maxConcurrent);
     this.options = {
       coordinatorId,
