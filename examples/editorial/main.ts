@@ -239,9 +239,10 @@ async function main(): Promise<void> {
   try {
     port = await listen(server, options.port ?? DEFAULT_PORT);
   } catch (error) {
-    if (options.port !== undefined || (error as { code?: string }).code !== 'EADDRINUSE') {
+    const taken = (error as { code?: string }).code === 'EADDRINUSE';
+    if (options.port !== undefined || !taken) {
       await shutdown();
-      throw error;
+      throw taken ? new UsageError(`port ${options.port} is taken; try another --port`) : error;
     }
     port = await listen(server, 0);
     console.log(`Port ${DEFAULT_PORT} is taken; using ${port}.`);
