@@ -82,7 +82,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const started = performance.now();
   const events: string[] = [];
   const log = (source: string, event: string) => {
-    const line = `[+${((performance.now() - started) / 1000).toFixed(3)}s] ${source}: ${event}`;
+    // `t` is performance.now(), the clock of the workloads' histories, to line events up with them.
+    const now = performance.now();
+    const line = `[+${((now - started) / 1000).toFixed(3)}s t=${Math.round(now)}] ${source}: ${event}`;
     events.push(line);
     if (options.verbose) print(line);
   };

@@ -1,11 +1,18 @@
 /**
- * The workloads of a chaos run, shared by `npm run chaos` and the short run in `npm test`.
- * `'short'` keeps the CPU moderate next to the rest of the suite on two cores; `'long'` is for
- * runs of several minutes on their own.
+ * The workloads of a chaos run, shared by `npm run chaos` and the short run in `npm test`:
+ * sessions (this directory's own), two-phase commit and fencing (with their own faults:
+ * coordinator SIGKILL, lease holder paused past its lease). `'short'` keeps the CPU moderate on
+ * two cores; `'long'` is for runs of several minutes on their own.
  */
 import type { Workload } from './types.js';
+import { fencingWorkload } from './workloads/fencing.js';
 import { sessionsWorkload } from './workloads/sessions.js';
+import { twoPhaseWorkload } from './workloads/two-phase.js';
 
 export function chaosWorkloads(scale: 'short' | 'long'): Workload[] {
-  return [sessionsWorkload({ users: scale === 'short' ? 8 : 12 })];
+  return [
+    sessionsWorkload({ users: scale === 'short' ? 8 : 12 }),
+    twoPhaseWorkload(),
+    fencingWorkload(),
+  ];
 }

@@ -370,7 +370,7 @@ export function sessionsWorkload(options: SessionsWorkloadOptions = {}): Workloa
         };
       });
       const twoDevice = users.filter((u) => u.devices.length === 2).length;
-      context.log(`sessions: ${users.length} users (${twoDevice} with two devices) at ${baseUrl}`);
+      context.log(`${users.length} users (${twoDevice} with two devices) at ${baseUrl}`);
       loops = users.map((user) => runUser(user));
     },
 
