@@ -6,6 +6,7 @@
  *
  * Who is calling comes from the `x-user` header (a stand-in for real authentication).
  */
+import type { IncomingMessage } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { type ConsistencyHandler, consistency, consistencyOf } from '../../src/express.js';
 import {
@@ -75,7 +76,7 @@ export function createEditorialApp(options: EditorialAppOptions): EditorialApp {
       router: store.router,
       // Editors' floors follow them from laptop to phone: kept by user on the server.
       store: store.sessionStore,
-      userKey: (req) => userOf(req as Request),
+      userKey: userOf,
       routeHeader: true,
     });
     app.use(c);
@@ -287,8 +288,9 @@ export function createEditorialApp(options: EditorialAppOptions): EditorialApp {
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     if (error instanceof CausewayError) {
       res.status(error.httpStatus).json({ code: error.code, message: error.message });
-    } else if ((error as { type?: unknown })?.type === 'entity.parse.failed') {
-      res.status(400).json({ code: ErrorCode.INVALID_INPUT, message: 'malformed JSON body' });
+    } else if (isClientError(error)) {
+      // The body parser's own errors: malformed JSON (400), a body over the limit (413)...
+      res.status(error.status).json({ code: ErrorCode.INVALID_INPUT, message: error.message });
     } else if (isRefusal(error)) {
       res.status(409).json({ code: 'REFUSED', message: messageOf(error) });
     } else {
@@ -330,7 +332,7 @@ function slugOf(req: Request, param = 'slug'): string {
 }
 
 /** The caller's user name from `x-user`, if it is a valid one. */
-function userOf(req: Request): string | undefined {
+function userOf(req: Pick<IncomingMessage, 'headers'>): string | undefined {
   const user = req.headers['x-user'];
   return typeof user === 'string' && USER.test(user) ? user : undefined;
 }
@@ -339,6 +341,11 @@ function editorOf(req: Request): string {
   const user = userOf(req);
   if (user === undefined) throw invalid('send your user name in the x-user header');
   return user;
+}
+
+function isClientError(error: unknown): error is { status: number; message: string } {
+  const { status, expose } = (error ?? {}) as { status?: unknown; expose?: unknown };
+  return typeof status === 'number' && status >= 400 && status < 500 && expose === true;
 }
 
 function messageOf(error: unknown): string {
