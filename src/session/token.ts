@@ -203,13 +203,27 @@ function mac(key: KeyObject, payload: Buffer): Buffer {
   return createHmac('sha256', key).update(payload).digest();
 }
 
+/**
+ * The UTF-8 text of `payload[start, end)`, or `'malformed'` unless it is well-formed UTF-8 of
+ * 1..`maxBytes` bytes: exactly what `issue` accepts, so an accepted state can be issued again.
+ */
+function payloadText(payload: Buffer, start: number, end: number, maxBytes: number): string {
+  const bytes = payload.subarray(start, end);
+  const text = bytes.toString('utf8');
+  // Malformed UTF-8 decodes to U+FFFD, which encodes back to other bytes.
+  if (bytes.length < 1 || bytes.length > maxBytes || !Buffer.from(text, 'utf8').equals(bytes)) {
+    throw invalidToken('malformed');
+  }
+  return text;
+}
+
 /** Parses a signed payload; a signed but malformed payload (a bug, not an attack) is `'malformed'`. */
 function parsePayload(payload: Buffer): SessionState {
   const flags = payload[1]!;
   const idLength = payload[6]!;
   let at = 7 + idLength;
   if (idLength === 0 || at > payload.length || flags > 3) throw invalidToken('malformed');
-  const id = payload.toString('utf8', 7, at);
+  const id = payloadText(payload, 7, at, MAX_ID_BYTES);
   if (flags === 0) {
     if (at !== payload.length) throw invalidToken('malformed');
     return { id };
@@ -219,7 +233,7 @@ function parsePayload(payload: Buffer): SessionState {
   const expected =
     streamEnd + 4 + (flags & HAS_WRITE_FLOOR ? 8 : 0) + (flags & HAS_READ_FLOOR ? 8 : 0);
   if (streamLength === 0 || expected !== payload.length) throw invalidToken('malformed');
-  const stream = payload.toString('utf8', at, streamEnd);
+  const stream = payloadText(payload, at, streamEnd, MAX_STREAM_BYTES);
   const epoch = payload.readUInt32BE(streamEnd);
   at = streamEnd + 4;
   let writeFloor: Position | undefined;
