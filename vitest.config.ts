@@ -33,10 +33,12 @@ export default defineConfig({
       {
         test: {
           // The fault-injection run starts and kills servers of its own: it runs after the other
-          // projects (a higher group) so that it does not compete with them for the CPU.
+          // projects (a higher group), one file at a time, so that it competes for the CPU with
+          // nothing else.
           name: 'chaos',
           include: ['test/chaos/**/*.test.ts'],
           sequence: { groupOrder: 1 },
+          fileParallelism: false,
           testTimeout: 300_000,
           hookTimeout: 180_000,
         },
