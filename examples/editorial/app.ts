@@ -49,6 +49,9 @@ const MAX_TEXT = 20_000;
 
 export function createEditorialApp(options: EditorialAppOptions): EditorialApp {
   const { store, causeway } = options;
+  if (causeway && options.secret === undefined) {
+    throw new Error('a session secret is needed with Causeway on');
+  }
   const resource = causeway ? FRONT_PAGE_RESOURCE.on : FRONT_PAGE_RESOURCE.off;
   const publishers = (options.publisherNames ?? ['publisher-a', 'publisher-b']).map(
     (worker) => new Publisher({ worker, store, resource, fenced: causeway }),
@@ -69,10 +72,8 @@ export function createEditorialApp(options: EditorialAppOptions): EditorialApp {
   app.use(express.json({ limit: '100kb' }));
   let c: ConsistencyHandler | undefined;
   if (causeway) {
-    if (options.secret === undefined)
-      throw new Error('a session secret is needed with Causeway on');
     c = consistency({
-      secret: options.secret,
+      secret: options.secret!,
       router: store.router,
       // Editors' floors follow them from laptop to phone: kept by user on the server.
       store: store.sessionStore,
@@ -85,8 +86,9 @@ export function createEditorialApp(options: EditorialAppOptions): EditorialApp {
   const level = (lvl: ConsistencyLevel) =>
     c?.level(lvl) ?? ((_req: Request, _res: Response, next: NextFunction) => next());
 
-  // Articles. Editors save and preview (read-your-writes, the default level); readers browse.
-  app.get('/articles', async (_req, res) => {
+  // Articles. Editors save and preview (read-your-writes, the default level); readers browse,
+  // and a public page must never go back in time: monotonic reads.
+  app.get('/articles', level('monotonic'), async (_req, res) => {
     const { value, servedBy } = await store.listArticles();
     res.json({ articles: value, servedBy });
   });
@@ -104,7 +106,6 @@ export function createEditorialApp(options: EditorialAppOptions): EditorialApp {
     const { value, servedBy } = await store.getArticle(slugOf(req));
     res.status(value === undefined ? 404 : 200).json({ article: value ?? null, servedBy });
   });
-  // A public page must never go back in time: monotonic reads.
   app.get('/articles/:slug', level('monotonic'), async (req, res) => {
     const { value, servedBy } = await store.getArticle(slugOf(req));
     res.status(value === undefined ? 404 : 200).json({ article: value ?? null, servedBy });
