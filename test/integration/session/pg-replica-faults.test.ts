@@ -92,7 +92,7 @@ describe('a replica that crashes during a routed read (private cluster)', () => 
     const slow = createReplicatedPool({
       primary: { config: { connectionString: primary.url } },
       replicas: [{ name: 'replica', config: { connectionString: replica.url } }],
-      classifier: { readOnlyFunctions: ['pg_sleep'] },
+      classifier: { readOnlyFunctions: ['pg_sleep', 'pg_is_in_recovery'] },
       replicaSetOptions: { pollIntervalMs: 0, checkTimeoutMs: 2000 },
     });
     const seen: PoolRouteEvent[] = [];
@@ -100,10 +100,22 @@ describe('a replica that crashes during a routed read (private cluster)', () => 
     try {
       await slow.replicaSet.refresh();
       const session = new SessionContext({ id: 'crash' }, 'read-your-writes');
+      // Slow on the replica only, so that the crash lands while the read runs there.
       const read = withSession(session, () =>
-        slow.query('SELECT pg_sleep(1), v FROM faults_r WHERE id = 1'),
+        slow.query(
+          'SELECT CASE WHEN pg_is_in_recovery() THEN pg_sleep(10) END AS slept, v FROM faults_r WHERE id = 1',
+        ),
       );
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      const watcher = new pg.Client({ connectionString: replica.url });
+      await watcher.connect();
+      for (;;) {
+        const { rows } = await watcher.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep'",
+        );
+        if (rows[0].n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await watcher.end();
       expect(seen).toMatchObject([{ target: 'replica', node: 'replica' }]);
       await replica.crash();
       expect((await read).rows[0]?.v).toBe(1);
