@@ -44,6 +44,14 @@ export function assertActor(actor: unknown): asserts actor is string {
   assertWellFormedText('actor', actor, MAX_ACTOR_BYTES);
 }
 
+/** Refuses write options that are not an object with a valid `actor` (see `assertActor`). */
+export function assertWriteOptions(options: unknown): asserts options is { actor: string } {
+  if (typeof options !== 'object' || options === null) {
+    throw invalidInput('write options must be an object: { context?, actor }');
+  }
+  assertActor((options as { actor?: unknown }).actor);
+}
+
 /**
  * Refuses anything that JSON would not carry faithfully: `undefined`, functions, symbols,
  * BigInt, non-finite numbers, cycles, and objects other than plain objects and arrays (a `Date`

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { version as uuidVersion, v7 as uuidv7, validate as validateUuid } from 'uuid';
 import { HlcTimestamp, HybridLogicalClock } from '../clocks/hlc.js';
 import { CausewayError, configError, ErrorCode, invalidInput, optionsObject } from '../errors.js';
-import { assertActor, assertJsonValue, isRecord, type JsonValue, parseState } from './input.js';
+import {
+  assertActor,
+  assertJsonValue,
+  assertWriteOptions,
+  isRecord,
+  type JsonValue,
+  parseState,
+} from './input.js';
 import { jsonEqual } from './json-equal.js';
 import type { VersionedValue, WriteOptions } from './types.js';
 
@@ -193,7 +200,7 @@ export function lwwWrite<T>(
   options: WriteOptions,
   clock: HybridLogicalClock,
 ): LwwWinner<T> {
-  assertActor(options.actor);
+  assertWriteOptions(options);
   const read = decodeLwwContext(options.context);
   // Receiving what the writer read refuses a drifted context before anything changes.
   if (read !== undefined) clock.receive(read);

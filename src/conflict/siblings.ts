@@ -1,6 +1,13 @@
 import { VersionVector } from '../clocks/version-vector.js';
 import { CausewayError, configError, ErrorCode, invalidInput, optionsObject } from '../errors.js';
-import { assertActor, assertJsonValue, isRecord, type JsonValue, parseState } from './input.js';
+import {
+  assertActor,
+  assertJsonValue,
+  assertWriteOptions,
+  isRecord,
+  type JsonValue,
+  parseState,
+} from './input.js';
 import { jsonEqual } from './json-equal.js';
 import type { VersionedValue, WriteOptions } from './types.js';
 
@@ -197,7 +204,7 @@ export function writeCore<T>(
   options: WriteOptions,
   maxSiblings: number,
 ): SiblingsCore<T> {
-  assertActor(options.actor);
+  assertWriteOptions(options);
   const context = decodeContext(options.context);
   const kept = core.entries.filter((entry) => context.get(entry.actor) < entry.counter);
   if (kept.length + 1 > maxSiblings) {

@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryVersionedStore } from '../../../adapters/memory/versioned-store.js';
 import { isCausewayError } from '../../../src/errors.js';
+import { mutateCharacter, replaceAt } from '../../support/mutate.js';
 
 /** Codes a refused context or state may carry; the test fails on anything else. */
 const REFUSALS = new Set([
@@ -15,33 +16,6 @@ const REFUSALS = new Set([
   'CLOCK_DRIFT',
   'TOO_MANY_SIBLINGS',
 ]);
-
-/** Replaces the value at one path of a parsed JSON document (or the document itself). */
-function replaceAt(document: unknown, pick: number, replacement: unknown): unknown {
-  const paths: Array<Array<string | number>> = [[]];
-  const walk = (node: unknown, path: Array<string | number>) => {
-    if (typeof node !== 'object' || node === null) return;
-    for (const [k, child] of Object.entries(node)) {
-      const next = [...path, Array.isArray(node) ? Number(k) : k];
-      paths.push(next);
-      walk(child, next);
-    }
-  };
-  walk(document, []);
-  const path = paths[pick % paths.length]!;
-  if (path.length === 0) return replacement;
-  const copy = structuredClone(document) as Record<string | number, unknown>;
-  let node = copy;
-  for (const step of path.slice(0, -1)) node = node[step] as Record<string | number, unknown>;
-  node[path.at(-1)!] = replacement;
-  return copy;
-}
-
-/** Valid text with one character replaced, so decoders see near-misses, not only noise. */
-function mutateCharacter(text: string, at: number, unit: string): string {
-  const i = at % Math.max(text.length, 1);
-  return text.slice(0, i) + unit + text.slice(i + 1);
-}
 
 for (const handler of ['siblings', 'lww'] as const) {
   describe(`${handler}: hostile contexts and states`, () => {
