@@ -1,6 +1,10 @@
 import { configError, optionsObject } from '../../src/errors.js';
-import { mergeSessionStates, type SessionState } from '../../src/session/context.js';
-import type { SessionStore } from '../../src/session/session-store.js';
+import {
+  assertSessionState,
+  mergeSessionStates,
+  type SessionState,
+} from '../../src/session/context.js';
+import { assertSessionKey, type SessionStore } from '../../src/session/session-store.js';
 
 export interface MemorySessionStoreOptions {
   /** How long a user's state is kept after its last write. Default 120 000 ms (see `RedisSessionStore`). */
@@ -24,10 +28,13 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async get(key: string): Promise<SessionState | undefined> {
+    assertSessionKey(key);
     return this.#live(key);
   }
 
   async set(key: string, state: SessionState): Promise<void> {
+    assertSessionKey(key);
+    assertSessionState(state);
     // Read and write in one synchronous step: concurrent sets must not lose each other's floors.
     const kept = this.#live(key);
     this.#entries.set(key, {

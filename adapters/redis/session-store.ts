@@ -1,7 +1,7 @@
 import { configError, invalidInput } from '../../src/errors.js';
-import type { SessionState } from '../../src/session/context.js';
+import { assertSessionState, type SessionState } from '../../src/session/context.js';
 import type { Position } from '../../src/session/position.js';
-import type { SessionStore } from '../../src/session/session-store.js';
+import { assertSessionKey, type SessionStore } from '../../src/session/session-store.js';
 
 /** The part of an ioredis client this store uses. */
 export interface RedisSessionClient {
@@ -78,6 +78,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async get(key: string): Promise<SessionState | undefined> {
+    assertSessionKey(key);
     const fields = await this.#bounded(
       this.#redis.hmget(this.keyPrefix + key, 'id', 's', 'e', 'w', 'r'),
     );
@@ -102,6 +103,8 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async set(key: string, state: SessionState): Promise<void> {
+    assertSessionKey(key);
+    assertSessionState(state);
     const history = state.writeFloor ?? state.readFloor;
     await this.#bounded(
       this.#redis.eval(

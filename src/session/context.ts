@@ -233,7 +233,11 @@ function isPosition(value: unknown): value is Position {
   );
 }
 
-function assertSessionState(state: unknown): asserts state is SessionState {
+/**
+ * Throws `INVALID_INPUT` unless `state` is a `SessionState`: `{ id: non-empty string,
+ * writeFloor?, readFloor? }` with floors `{ stream: string, epoch: integer >= 0, lsn: bigint >= 0 }`.
+ */
+export function assertSessionState(state: unknown): asserts state is SessionState {
   const { id, writeFloor, readFloor } = (state ?? {}) as Partial<SessionState>;
   if (
     typeof state !== 'object' ||

@@ -1,4 +1,12 @@
+import { invalidInput } from '../errors.js';
 import type { SessionState } from './context.js';
+
+/** Throws `INVALID_INPUT` unless `key` (a user key) is a non-empty string. */
+export function assertSessionKey(key: unknown): asserts key is string {
+  if (typeof key !== 'string' || key === '') {
+    throw invalidInput('a session store key must be a non-empty string');
+  }
+}
 
 /**
  * Keeps session state on the server, keyed by a user key the application supplies (a user id, a

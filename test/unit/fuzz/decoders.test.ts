@@ -18,9 +18,9 @@ import {
   VersionVector,
 } from '../../../src/index.js';
 import { checkHistory, HistoryRecorder } from '../../../src/testing/index.js';
+import { expectTypedError, junkArb, succeedsOrRefuses } from '../../support/junk.js';
 import { mutateCharacter, replaceAt } from '../../support/mutate.js';
 import { anyCodeUnitArb } from '../clocks/arbitraries.js';
-import { expectTypedError, junkArb, succeedsOrRefuses } from './junk.js';
 
 const RUNS = 300;
 

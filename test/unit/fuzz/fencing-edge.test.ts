@@ -18,7 +18,7 @@ import {
   fenceGuard,
 } from '../../../src/express.js';
 import { MAX_FENCING_TOKEN, MAX_RESOURCE_LENGTH, parseFencingToken } from '../../../src/index.js';
-import { expectTypedError, junkArb } from './junk.js';
+import { expectTypedError, junkArb } from '../../support/junk.js';
 
 const express4 = createRequire(import.meta.url)('express4') as () => Express;
 const RUNS = 100;

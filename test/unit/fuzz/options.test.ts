@@ -48,7 +48,7 @@ import {
   withSession,
 } from '../../../src/index.js';
 import { checkHistory, HistoryRecorder } from '../../../src/testing/index.js';
-import { junkArb, junkOptionsArb, succeedsOrRefuses } from './junk.js';
+import { junkArb, junkOptionsArb, succeedsOrRefuses } from '../../support/junk.js';
 
 const OPTION_ERRORS = ['CONFIG', 'INVALID_INPUT'];
 const RUNS = Number(process.env.FUZZ_RUNS ?? 60);

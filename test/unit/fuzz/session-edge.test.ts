@@ -18,7 +18,7 @@ import { isCausewayError } from '../../../src/errors.js';
 import { consistency, consistencyOf, SESSION_HEADER } from '../../../src/express.js';
 import type { SessionState } from '../../../src/session/context.js';
 import { SessionTokens, TOKEN_VERSION } from '../../../src/session/token.js';
-import { expectTypedError, junkArb } from './junk.js';
+import { expectTypedError, junkArb } from '../../support/junk.js';
 
 const express4 = createRequire(import.meta.url)('express4') as () => Express;
 const SECRET = 'fuzz-secret-of-at-least-32-chars!';

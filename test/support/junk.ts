@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { isCausewayError } from '../../../src/errors.js';
+import { isCausewayError } from '../../src/errors.js';
 
 /**
  * Values a caller or a client could hand over by mistake or on purpose: everything
