@@ -1,4 +1,5 @@
 import { invalidInput } from '../errors.js';
+import { hasLoneSurrogate } from '../util/text.js';
 
 /** The longest key a versioned store accepts, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 512;
@@ -18,14 +19,10 @@ export type JsonValue =
   | JsonValue[]
   | { [key: string]: JsonValue };
 
-// A lone surrogate cannot be encoded as UTF-8: PostgreSQL and Redis would store U+FFFD instead,
-// and two different keys would collide.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 function assertWellFormedText(what: string, text: string, maxBytes: number): void {
   if (text.length === 0) throw invalidInput(`${what} must not be empty`);
   if (text.includes('\u0000')) throw invalidInput(`${what} must not contain NUL characters`);
-  if (LONE_SURROGATE.test(text)) throw invalidInput(`${what} must be well-formed Unicode`);
+  if (hasLoneSurrogate(text)) throw invalidInput(`${what} must be well-formed Unicode`);
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > maxBytes) {
     throw invalidInput(`${what} is longer than ${maxBytes} UTF-8 bytes`, { bytes, maxBytes });
@@ -64,7 +61,7 @@ export function assertJsonValue(value: unknown): asserts value is JsonValue {
 function checkJson(value: unknown, ancestors: Set<object>, depth: number): void {
   switch (typeof value) {
     case 'string':
-      if (LONE_SURROGATE.test(value)) throw invalidInput('value holds a malformed Unicode string');
+      if (hasLoneSurrogate(value)) throw invalidInput('value holds a malformed Unicode string');
       return;
     case 'boolean':
       return;
@@ -90,7 +87,7 @@ function checkJson(value: unknown, ancestors: Set<object>, depth: number): void 
     for (const item of value) checkJson(item, ancestors, depth + 1);
   } else {
     for (const [name, item] of Object.entries(value)) {
-      if (LONE_SURROGATE.test(name)) throw invalidInput('value holds a malformed property name');
+      if (hasLoneSurrogate(name)) throw invalidInput('value holds a malformed property name');
       checkJson(item, ancestors, depth + 1);
     }
   }

@@ -1,5 +1,6 @@
 import { CausewayError, ErrorCode, invalidInput, isCausewayError } from '../errors.js';
 import { Attr, addToCounter, CounterName, SpanName, withSpan } from '../telemetry.js';
+import { isStorableText } from '../util/text.js';
 
 /**
  * Leases with fencing tokens. A token strictly increases per resource across holders and
@@ -118,10 +119,17 @@ export function assertFencingToken(token: unknown): asserts token is bigint {
   checkTokenRange(token);
 }
 
-/** Throws `INVALID_INPUT` unless `resource` is a non-empty string of at most 256 characters. */
+/**
+ * Throws `INVALID_INPUT` unless `resource` is a non-empty string of at most 256 characters with
+ * no NUL and no lone surrogate (PostgreSQL refuses NUL; both stores would turn a lone surrogate
+ * into U+FFFD, so two resources would share one fence).
+ */
 export function assertResource(resource: unknown): asserts resource is string {
   if (typeof resource !== 'string' || resource.length === 0) {
     throw invalidInput('A lease resource must be a non-empty string');
+  }
+  if (!isStorableText(resource)) {
+    throw invalidInput('A lease resource must be well-formed Unicode without NUL characters');
   }
   if (resource.length > MAX_RESOURCE_LENGTH) {
     throw invalidInput(`A lease resource has at most ${MAX_RESOURCE_LENGTH} characters`, {
@@ -144,8 +152,15 @@ export function resolveAcquireOptions(
   if (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_LEASE_TTL_MS) {
     throw invalidInput(`A lease ttlMs must be an integer from 1 to ${MAX_LEASE_TTL_MS}`);
   }
-  if (typeof holder !== 'string' || holder.length === 0 || holder.length > MAX_HOLDER_LENGTH) {
-    throw invalidInput(`A lease holder must be a string of 1 to ${MAX_HOLDER_LENGTH} characters`);
+  if (
+    typeof holder !== 'string' ||
+    holder.length === 0 ||
+    holder.length > MAX_HOLDER_LENGTH ||
+    !isStorableText(holder)
+  ) {
+    throw invalidInput(
+      `A lease holder must be a string of 1 to ${MAX_HOLDER_LENGTH} characters, well-formed and without NUL`,
+    );
   }
   return { ttlMs, holder };
 }
