@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { sleep } from '../../../src/util/timers.js';
 import type { Cluster } from '../../harness/cluster.js';
 import type { ChaosContext, Fault, Workload, WorkloadReport } from '../types.js';
 import { type ChildHandle, pauseProcess, spawnChild } from './child-process.js';
@@ -259,10 +260,15 @@ export function fencingWorkload(options: FencingWorkloadOptions = {}): FencingWo
 
   const pauseHolder = async (ctx: ChaosContext): Promise<void> => {
     if (stopping || children.size === 0) return;
+    // Every choice is drawn before the first await, so a seed replays them.
     const backend = ctx.rng.pick(backends);
-    const holder = current[backend]?.holder ?? ctx.rng.pick([...children.keys()]);
-    const child = children.get(holder)!;
+    const fallback = ctx.rng.pick([...children.keys()]);
     const ms = ttlMs + ctx.rng.int(pauseMin, pauseMax);
+    // Between two terms nobody holds the lease: wait a little for the next holder.
+    const deadline = performance.now() + 2 * ttlMs;
+    while (current[backend] === undefined && performance.now() < deadline) await sleep(10);
+    const holder = current[backend]?.holder ?? fallback;
+    const child = children.get(holder)!;
     // Whatever it holds now, it will write with after it resumes.
     for (const b of backends) {
       const held = current[b];
@@ -420,7 +426,7 @@ export function fencingWorkload(options: FencingWorkloadOptions = {}): FencingWo
           child.send({ c: 'stop' });
           const exited = await Promise.race([
             child.exited.then(() => true),
-            new Promise<boolean>((resolve) => setTimeout(resolve, 15_000, false).unref()),
+            sleep(15_000).then(() => false),
           ]);
           if (!exited) child.kill('SIGKILL');
           await child.exited;

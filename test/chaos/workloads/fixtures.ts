@@ -5,6 +5,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sleep } from '../../../src/util/timers.js';
 import {
   type Cluster,
   type PgServer,
@@ -76,4 +77,13 @@ export function aimed<T>(ctx: ChaosContext, choice: T): ChaosContext {
         items.includes(choice as unknown as U) ? (choice as unknown as U) : rng.pick(items),
     },
   };
+}
+
+/** Resolves once `condition()` holds (checked every 50 ms); rejects after `timeoutMs`. */
+export async function until(condition: () => boolean, what: string, timeoutMs = 30_000) {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
 }

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sleep } from '../../../src/util/timers.js';
-import { aimed, chaosContext, type PrivateServers, privateServers } from './fixtures.js';
+import { aimed, chaosContext, type PrivateServers, privateServers, until } from './fixtures.js';
 import { type KillMode, twoPhaseWorkload } from './two-phase.js';
 
 const SEED = 20_240_601;
@@ -60,9 +60,8 @@ describe('two-phase chaos workload (private servers)', () => {
     const ctx = chaosContext(servers.cluster, SEED + 1);
     const workload = twoPhaseWorkload();
     await workload.start(ctx);
-    await sleep(500);
+    await until(() => workload.stats.committed >= 3, 'committed transactions');
     await workload.stop();
-    expect(workload.stats.committed).toBeGreaterThan(0);
 
     const users = new pg.Pool({ connectionString: servers.cluster.primary.url, max: 2 });
     const perms = new pg.Pool({ connectionString: servers.cluster.primary2.url, max: 2 });

@@ -63,7 +63,7 @@ export const KILL_MODES: readonly KillMode[] = [
 export interface TwoPhaseWorkloadOptions {
   /** Transactions the coordinator runs at once. Default: 2. */
   concurrency?: number;
-  /** Pause after each transaction in each loop, to keep CPU moderate. Default: 10 ms. */
+  /** Pause after each transaction in each loop, to keep CPU moderate. Default: 25 ms. */
   thinkMs?: number;
   /**
    * The coordinator's `prepareTimeoutMs`: recovery presumes abort for undecided branches older
@@ -264,7 +264,7 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
     applicationName: applicationName(incarnation),
     incarnation,
     concurrency,
-    thinkMs: options.thinkMs ?? 10,
+    thinkMs: options.thinkMs ?? 25,
     prepareTimeoutMs,
     commitWaitMs,
     recoveryIntervalMs: options.recoveryIntervalMs ?? 300,
@@ -276,6 +276,7 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
     incarnation++;
     stats.coordinatorStarts++;
     let ready!: () => void;
+    let ran = false;
     const started = new Promise<void>((resolve) => {
       ready = resolve;
     });
@@ -283,7 +284,10 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
       CHILD_SCRIPT,
       [JSON.stringify(childConfig())],
       (event) => {
-        if ((event as TwoPhaseEvent).t === 'ready') ready();
+        if ((event as TwoPhaseEvent).t === 'ready') {
+          ran = true;
+          ready();
+        }
         onEvent(event);
       },
     );
@@ -295,8 +299,8 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
         `coordinator process exited unexpectedly (code ${exit.code}, signal ${exit.signal}): ` +
           handle.stderrTail().slice(-500),
       );
-      // Keep the workload going, as a supervisor would.
-      if (child === handle) void startChild();
+      // Keep the workload going, as a supervisor would (not if it cannot even start).
+      if (ran && child === handle) void startChild();
     });
     await started;
   };
