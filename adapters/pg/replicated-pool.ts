@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { configError } from '../../src/errors.js';
 import { currentSession, type SessionContext } from '../../src/session/context.js';
-import type { Position } from '../../src/session/position.js';
+import { comparePositions, type Position } from '../../src/session/position.js';
 import {
   type ConsistencyLevel,
   type NoCaughtUpPolicy,
@@ -93,7 +93,11 @@ export type PoolRouteReason =
   | 'checked-out-client'
   /** A pg-cursor / pg-query-stream Submittable. */
   | 'submittable'
-  /** A retry on the leader after the replica failed (connection or hot-standby conflict). */
+  /**
+   * A retry on the leader after the replica failed (connection or hot-standby conflict), or
+   * could not vouch for its answer (no longer in recovery, or behind the position it was chosen
+   * for: restarted).
+   */
   | 'replica-error';
 
 /** The payload of the pool's `'route'` event, one per statement. No SQL text, no values. */
@@ -362,9 +366,13 @@ export class ReplicatedPool extends EventEmitter {
     verdict: SqlClassification,
     held?: PgPoolClient,
   ): Promise<PgQueryResult> {
+    // The topology the router decides on (route() decides synchronously, on this snapshot).
+    const topology = this.replicaSet.snapshot();
     const decision = await this.router.route(session);
     this.#emitRoute({ ...decision, statement: verdict.reason });
     if (decision.target === 'leader') return this.#readOnLeader(parsed, session, held);
+    const floor = session?.floorFor(decision.level);
+    const believed = topology.replicas.find((replica) => replica.name === decision.node)?.position;
     let client: PgPoolClient;
     try {
       client = await connectClient(this.replicaSet.pool(decision.node) as PgPool);
@@ -395,6 +403,13 @@ export class ReplicatedPool extends EventEmitter {
       this.replicaSet.reportError(decision.node, error);
       // The node did not confirm, after the read and on its connection, that it still replays
       // the leader's WAL (promoted, or gone): its answer may belong to another history.
+      return this.#retryOnLeader(parsed, session, verdict, decision.level, held);
+    }
+    if (position !== undefined && (isBehind(position, floor) || isBehind(position, believed))) {
+      // The node is behind where the router believed it was: it restarted and came back from an
+      // earlier point (crash recovery replays from its last restartpoint), so the read may have
+      // missed the floor it was chosen for. The leader answers; the node waits for its next check.
+      this.replicaSet.reportError(decision.node, new Error(`${decision.node} went back`));
       return this.#retryOnLeader(parsed, session, verdict, decision.level, held);
     }
     // Without the replica's replay position, the leader's position bounds what it could show.
@@ -705,6 +720,11 @@ function transactionStatus(client: object): string {
     client as { getTransactionStatus?: () => string | null }
   ).getTransactionStatus?.();
   return typeof status === 'string' ? status : 'I';
+}
+
+/** True when `position` is in `than`'s history and before it (false when either is missing). */
+function isBehind(position: Position, than: Position | undefined): boolean {
+  return than !== undefined && comparePositions(position, than) === 'before';
 }
 
 function hasSqlState(error: unknown): boolean {

@@ -32,6 +32,11 @@ export interface ReplicaServer extends PgServer {
   /** Ends recovery (`pg_ctl promote`): the node stops replaying the primary and starts a new timeline. */
   promote(): Promise<void>;
   /**
+   * Starts the server and returns once it accepts connections, without waiting for it to stream
+   * (`start()` waits): a replica whose apply delay holds back its local WAL streams only later.
+   */
+  startAcceptingConnections(): Promise<void>;
+  /**
    * Replaces the data directory with a new `pg_basebackup` of the primary (same port, name and
    * apply delay) and starts it streaming: a promoted node comes back on the primary's timeline.
    */
@@ -328,7 +333,7 @@ function pgHandle(
   dataDir: string,
   port: number,
   ready: (url: string) => Promise<void> = waitForPg,
-): PgServer {
+): PgServer & { startUntil(until: (url: string) => Promise<void>): Promise<void> } {
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const logFile = join(dataDir, 'server.log');
   const entry = {
@@ -343,16 +348,18 @@ function pgHandle(
     await runPg('pg_ctl', ['-D', dataDir, '-m', mode, '-w', 'stop']);
     running.delete(entry);
   };
+  const startUntil = async (until: (url: string) => Promise<void>) => {
+    await runPg('pg_ctl', ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+    running.add(entry);
+    await until(url);
+  };
   return {
     name,
     url,
     port,
     dataDir,
-    async start() {
-      await runPg('pg_ctl', ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
-      running.add(entry);
-      await ready(url);
-    },
+    start: () => startUntil(ready),
+    startUntil,
     stop: () => stopWith('fast'),
     crash: () => stopWith('immediate'),
   };
@@ -429,8 +436,10 @@ export async function startReplica(
     await waitForStreaming(url);
   });
   await server.start();
+  const { startUntil, ...handle } = server;
   return {
-    ...server,
+    ...handle,
+    startAcceptingConnections: () => startUntil(waitForPg),
     promote: async () => {
       await runPg('pg_ctl', ['-D', dataDir, '-w', '-t', '60', 'promote']);
     },

@@ -126,3 +126,46 @@ describe('a replica that crashes during a routed read (private cluster)', () => 
     }
   });
 });
+
+describe('a replica that restarts behind the position it had reached (private cluster)', () => {
+  it('serves no read below the floor it was chosen for, before the next check', async () => {
+    const onReplica = async (sql: string) => {
+      const client = new pg.Client({ connectionString: replica.url });
+      await client.connect();
+      try {
+        return (await client.query(sql)).rows;
+      } finally {
+        await client.end();
+      }
+    };
+    // A restartpoint now: crash recovery starts here, before the write below.
+    await onReplica('CHECKPOINT');
+    await pool.replicaSet.refresh();
+    const session = new SessionContext({ id: 'restart' }, 'read-your-writes');
+    await withSession(session, () => pool.query('UPDATE faults_r SET v = 2 WHERE id = 1'));
+    expect(await pool.replicaSet.waitFor('replica', session.writeFloor!, 20_000)).toBe(true);
+    expect(await withSession(session, readValue)).toBe(2);
+    expect(events.at(-1)).toMatchObject({ target: 'replica', node: 'replica' });
+
+    // The replica crashes and comes back from its restartpoint, and (a delay that applies only
+    // from the restart on) does not replay the write again: it serves v = 1 while the replica
+    // set, between two checks, still has the position it had reached before.
+    await onReplica("ALTER SYSTEM SET recovery_min_apply_delay = '1h'");
+    await replica.crash();
+    await replica.startAcceptingConnections();
+    try {
+      expect((await onReplica('SELECT v FROM faults_r WHERE id = 1'))[0]?.v).toBe(1);
+      expect(await withSession(session, readValue)).toBe(2);
+      expect(events.slice(-2)).toMatchObject([
+        { target: 'replica', node: 'replica' },
+        { target: 'leader', reason: 'replica-error' },
+      ]);
+    } finally {
+      await onReplica('ALTER SYSTEM SET recovery_min_apply_delay = 0');
+      await onReplica('SELECT pg_reload_conf()');
+      // Streaming again before the next test: a restart waits for it.
+      await replica.stop();
+      await replica.start();
+    }
+  });
+});
