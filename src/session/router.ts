@@ -36,8 +36,10 @@ export type ConsistencyLevel =
  * replicas in turn). Leader reasons: `'strong'`, `'write-floor-not-replicated'`,
  * `'read-floor-not-replicated'`, `'stale-beyond-bound'`, `'no-healthy-replica'`,
  * `'new-history'` (the floor is from another stream or epoch: read the leader once, re-base),
- * `'wait-timed-out'`, `'floors-uncertain'` (the floors may be incomplete: the session store
- * failed, or a write's position could not be read).
+ * `'wait-timed-out'`, `'wait-skipped'` (with `onNoCaughtUp: 'wait'`, every replica that could
+ * reach the floor lags beyond `waitTimeoutMs`: the leader at once, no wait), `'floors-uncertain'`
+ * (the floors may be incomplete: the session store failed, or a write's position could not be
+ * read).
  */
 export type RouteReason =
   | 'sticky'
@@ -51,6 +53,7 @@ export type RouteReason =
   | 'no-healthy-replica'
   | 'new-history'
   | 'wait-timed-out'
+  | 'wait-skipped'
   | 'floors-uncertain';
 
 /** Where one read goes, and why. */
@@ -80,13 +83,17 @@ export interface RouterOptions {
   /**
    * When no healthy replica has reached the floor: `'leader'` (default: read the leader now,
    * never stale, no added latency), `'wait'` (wait up to `waitTimeoutMs` for the most advanced
-   * replica, then the leader), or `'error'` (reject with `NO_REPLICA_CAUGHT_UP`; also used when
-   * no replica is healthy or none is within a staleness bound).
+   * replica, then the leader; no wait, the leader at once with reason `'wait-skipped'`, when every
+   * replica's last measured lag exceeds `waitTimeoutMs`), or `'error'` (reject with
+   * `NO_REPLICA_CAUGHT_UP`; also used when no replica is healthy or none is within a staleness
+   * bound).
    */
   onNoCaughtUp?: NoCaughtUpPolicy;
   /**
    * Longest wait for a replica with `onNoCaughtUp: 'wait'`. Default 500 ms: MaxScale waits up to
    * 10 s, far beyond a web request's budget; past half a second the leader answers sooner.
+   * A replica whose last measured lag is over this is not waited for (its lag is an estimate up
+   * to a health check old; an unknown lag is waited for).
    */
   waitTimeoutMs?: number;
   /**
@@ -275,16 +282,27 @@ export class Router {
   /**
    * Waits for the most advanced healthy replica (ties: the session's rendezvous order) to reach
    * the floor, then falls back to the leader. One waiter per read, whatever the replica count.
+   * Replicas whose last measured lag exceeds `waitTimeoutMs` are passed over: their wait would
+   * most likely end in the timeout and then the leader anyway. If that leaves none, the read goes
+   * to the leader at once (`'wait-skipped'`).
    */
   async #waitForReplica(session: SessionContext, missed: RouteDecision): Promise<RouteDecision> {
     const floor = session.floorFor(missed.level)!;
     const view = this.#currentView();
     let best: NodeStatus | undefined;
     let bestScore = -1;
+    let tooFarBehind = false;
     for (let i = 0; i < view.healthy.length; i++) {
       const replica = view.healthy[i]!;
       const at = replica.position;
       if (at === undefined || comparePositions(at, floor) === 'incomparable') continue;
+      // Filtered before ranking: when the most advanced replica lags beyond the timeout but
+      // another does not (lags come from checks at different moments), the wait goes to the
+      // other rather than nowhere. Usually the most advanced replica also lags least.
+      if (replica.lagMs !== undefined && replica.lagMs > this.waitTimeoutMs) {
+        tooFarBehind = true;
+        continue;
+      }
       const score = rendezvousScore(session.idHash, view.hashes[i]!);
       const bestAt = best?.position?.lsn ?? -1n;
       if (at.lsn > bestAt || (at.lsn === bestAt && score > bestScore)) {
@@ -292,7 +310,7 @@ export class Router {
         bestScore = score;
       }
     }
-    if (best === undefined) return missed;
+    if (best === undefined) return tooFarBehind ? { ...missed, reason: 'wait-skipped' } : missed;
     const started = performance.now();
     const reached = await this.replicaSet.waitFor(best.name, floor, this.waitTimeoutMs);
     const waitedMs = Math.round(performance.now() - started);

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vites
 import { MemoryReplicaSet } from '../../../adapters/memory/replica-set.js';
 import { ErrorCode, isCausewayError } from '../../../src/errors.js';
 import { SessionContext } from '../../../src/session/context.js';
+import type { ReplicaSet } from '../../../src/session/replica-set.js';
 import { type ConsistencyLevel, Router, type RouterOptions } from '../../../src/session/router.js';
 import { installTelemetry } from '../../support/otel.js';
 
@@ -26,6 +27,32 @@ afterEach(async () => {
 
 function router(options: Partial<RouterOptions> = {}) {
   return new Router({ replicaSet: db, ...options });
+}
+
+/**
+ * `db` with the named replicas' measured lag replaced, as a set whose lags and positions come
+ * from health checks at different moments may report them.
+ */
+function withLags(lags: Record<string, number | undefined>): ReplicaSet {
+  return {
+    snapshot: () => {
+      const snapshot = db.snapshot();
+      const replicas = snapshot.replicas.map((replica) =>
+        replica.name in lags ? { ...replica, lagMs: lags[replica.name] } : replica,
+      );
+      return { ...snapshot, replicas };
+    },
+    refresh: () => db.refresh(),
+    waitFor: (node, position, timeoutMs) => db.waitFor(node, position, timeoutMs),
+    reportError: (node, error) => db.reportError(node, error),
+    close: () => db.close(),
+  };
+}
+
+/** The promise's value if it settles before the event loop's next turn (before any timer), else 'pending'. */
+function settledThisTurn<T>(promise: Promise<T>): Promise<T | 'pending'> {
+  const nextTurn = new Promise<'pending'>((resolve) => setImmediate(() => resolve('pending')));
+  return Promise.race([promise, nextTurn]);
 }
 
 /** The sticky replica of a fresh session with this id (no floors, all replicas healthy). */
@@ -239,12 +266,54 @@ describe('Router.route', () => {
   });
 
   it("onNoCaughtUp 'wait' falls back to the leader after waitTimeoutMs", async () => {
+    // The clock stands still, so the replicas' measured lag (0) stays within the timeout.
+    vi.useFakeTimers({ toFake: ['Date'] });
     const session = new SessionContext({ id: 'p4' });
     session.noteWrite(db.write('k', 'v1'));
     const decision = await router({ onNoCaughtUp: 'wait', waitTimeoutMs: 20 }).route(session);
     expect(decision).toMatchObject({ target: 'leader', reason: 'wait-timed-out' });
     expect(decision.waitedMs).toBeGreaterThanOrEqual(0);
   });
+
+  it("onNoCaughtUp 'wait' reads the leader at once when every replica lags beyond waitTimeoutMs", async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const session = new SessionContext({ id: 'p5' });
+    session.noteWrite(db.write('k', 'v1'));
+    vi.setSystemTime(Date.now() + 2000); // every replica has had the write pending for 2 s
+    const counted = { 'causeway.reason': 'wait-skipped', 'causeway.target': 'leader' };
+    const before = await otel.counter('causeway.route.reads', counted);
+    const r = router({ onNoCaughtUp: 'wait', waitTimeoutMs: 500 });
+    // Settled before any timer could fire: no wait was started.
+    expect(await settledThisTurn(r.route(session))).toEqual({
+      target: 'leader',
+      node: 'leader',
+      reason: 'wait-skipped',
+      level: 'read-your-writes',
+    });
+    expect(await otel.counter('causeway.route.reads', counted)).toBe(before + 1);
+  });
+
+  it.each([
+    ['exactly waitTimeoutMs', 500],
+    ['by an unknown lag', undefined],
+  ])(
+    "onNoCaughtUp 'wait' waits for a replica lagging %s, not for the most advanced one lagging beyond it",
+    async (_lag, lagMs) => {
+      db.write('k0', 'v0');
+      db.catchUp('replica-1'); // the most advanced replica
+      const session = new SessionContext({ id: 'p6' });
+      session.noteWrite(db.write('k', 'v1'));
+      const replicaSet = withLags({ 'replica-1': 501, 'replica-2': lagMs, 'replica-3': 501 });
+      const r = new Router({ replicaSet, onNoCaughtUp: 'wait', waitTimeoutMs: 500 });
+      const routed = r.route(session);
+      db.catchUp('replica-2');
+      expect(await routed).toMatchObject({
+        target: 'replica',
+        node: 'replica-2',
+        reason: 'waited',
+      });
+    },
+  );
 
   it('counts reads by target and reason and adds an event to the active span', async () => {
     const r = router();
