@@ -305,7 +305,8 @@ function coreFromJson<T>(state: unknown): SiblingsCore<T> {
   const entriesJson = state['entries'];
   if (!Array.isArray(entriesJson)) throw invalidInput('siblings state has no entries');
   const dots = new Set<string>();
-  const entries: Entry<T>[] = entriesJson.map((item: unknown) => {
+  // Array.from visits holes (as undefined) where map would keep them: a sparse array is refused.
+  const entries: Entry<T>[] = Array.from(entriesJson, (item: unknown) => {
     if (!isRecord(item) || !Array.isArray(item['dot']) || item['dot'].length !== 2) {
       throw invalidInput('siblings state has a malformed entry');
     }

@@ -169,6 +169,12 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   return resolved;
 }
 
+function optionalFunction(name: string, value: unknown): void {
+  if (value !== undefined && typeof value !== 'function') {
+    throw configError(`${name} must be a function`);
+  }
+}
+
 function warn(message: string, type: string): void {
   process.emitWarning(message, type);
 }
@@ -208,6 +214,15 @@ export class TwoPhaseCoordinator {
       if (typeof participant?.begin !== 'function') {
         throw configError(`participant "${name}" is not a Participant (no begin())`);
       }
+    }
+    // Callbacks and the lease manager are used long after construction: check them now.
+    optionalFunction('onHeuristic', options.onHeuristic);
+    optionalFunction('onRecoveryError', options.onRecoveryError);
+    if (options.hooks !== undefined) {
+      optionalFunction('hooks.onStep', optionsObject(options.hooks, 'hooks').onStep);
+    }
+    if (options.leases !== undefined && typeof options.leases?.acquire !== 'function') {
+      throw configError('leases must be a LeaseManager (with acquire)');
     }
     const retryInitialDelayMs = positive('retryInitialDelayMs', options.retryInitialDelayMs, 50);
     const maxConcurrent = options.maxConcurrentTransactions ?? Number.POSITIVE_INFINITY;
@@ -267,7 +282,11 @@ export class TwoPhaseCoordinator {
     options: TransactionOptions = {},
   ): Promise<TransactionResult<T>> {
     if (this.closed) throw configError('the coordinator is closed');
-    const timeoutMs = positive('timeoutMs', options.timeoutMs, this.options.transactionTimeoutMs);
+    const timeoutMs = positive(
+      'timeoutMs',
+      optionsObject(options, 'transaction').timeoutMs,
+      this.options.transactionTimeoutMs,
+    );
     const gid = newTxnGid(this.options.coordinatorId);
     return withSpan(
       SpanName.TWO_PC,
@@ -308,7 +327,10 @@ export class TwoPhaseCoordinator {
   startRecovery(options: { intervalMs?: number } = {}): void {
     if (this.closed) throw configError('the coordinator is closed');
     this.recoverer.start(
-      Math.max(1, positive('intervalMs', options.intervalMs, 60_000)),
+      Math.max(
+        1,
+        positive('intervalMs', optionsObject(options, 'startRecovery').intervalMs, 60_000),
+      ),
       this.options.onRecoveryError,
     );
   }
@@ -356,7 +378,8 @@ export class TwoPhaseCoordinator {
         if (handle !== undefined) return handle;
         const participant = this.options.participants.get(name);
         if (participant === undefined) {
-          throw invalidInput(`unknown participant "${String(name).slice(0, 64)}"`, {
+          const shown = typeof name === 'string' ? name.slice(0, 64) : typeof name;
+          throw invalidInput(`unknown participant "${shown}"`, {
             known: [...this.options.participants.keys()],
           });
         }

@@ -312,6 +312,55 @@ describe('public constructors and factories refuse junk options with CONFIG or I
   }
 });
 
+describe('options used after construction', () => {
+  it(`TwoPhaseCoordinator: callbacks, transaction and recovery options, participant names (${RUNS} runs)`, async () => {
+    const callbacks = fc.record(
+      { onHeuristic: junkArb, onRecoveryError: junkArb, hooks: junkArb, leases: junkArb },
+      { requiredKeys: [] },
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        callbacks,
+        fc.oneof(fc.constant('a'), junkArb),
+        junkArb,
+        junkArb,
+        async (extra, name, transactionOptions, recoveryOptions) => {
+          const built = await succeedsOrRefuses(
+            () =>
+              new TwoPhaseCoordinator({
+                coordinatorId: 'fuzz',
+                log: new MemoryDecisionLog(),
+                participants: { a: new MemoryParticipant({ name: 'a' }) },
+                ...(extra as object),
+              }),
+            OPTION_ERRORS,
+          );
+          if (!built.ok) return;
+          const coordinator = built.value;
+          try {
+            await succeedsOrRefuses(
+              () =>
+                coordinator.transaction(
+                  (tx) => tx.participant(name as string).query('UPDATE t SET x = 1'),
+                  transactionOptions as never,
+                ),
+              [...OPTION_ERRORS, 'TXN_ABORTED'],
+            );
+            await succeedsOrRefuses(
+              () => coordinator.startRecovery(recoveryOptions as never),
+              OPTION_ERRORS,
+            );
+            await succeedsOrRefuses(() => coordinator.recover(), OPTION_ERRORS);
+          } finally {
+            await coordinator.close();
+          }
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+});
+
 describe('positional arguments that configure', () => {
   it(`LamportClock(nodeId) (${RUNS} runs)`, async () => {
     await fc.assert(
