@@ -134,7 +134,10 @@ export interface ReplicatedPoolOptions {
   level?: ConsistencyLevel;
   /** When no replica has caught up: `'leader'` (default), `'wait'` or `'error'` (see `Router`). */
   onNoCaughtUp?: NoCaughtUpPolicy;
-  /** Longest wait for a replica with `onNoCaughtUp: 'wait'`. Default 500 ms. */
+  /**
+   * Longest wait for a replica with `onNoCaughtUp: 'wait'`; replicas whose measured lag is over
+   * it are not waited for (see `Router`). Default 500 ms.
+   */
   waitTimeoutMs?: number;
   /** Route telemetry: `'event'` (default), `'span'` or `'none'` (see `Router`). */
   telemetry?: RouteTelemetry;
