@@ -371,7 +371,10 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
 
   const killCoordinator = async (ctx: ChaosContext): Promise<void> => {
     if (stopping || child === undefined) return;
+    // Every choice is drawn before the first await, so a seed replays them.
     const mode = ctx.rng.pick(killModes);
+    const killDelayMs = ctx.rng.int(0, maxDelayMs);
+    const restartDelayMs = ctx.rng.int(0, maxDelayMs);
     const target = child;
     const dead = incarnation;
     stats.kills++;
@@ -380,7 +383,7 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
     killing = true;
     try {
       if (mode === 'any-moment') {
-        await sleep(ctx.rng.int(0, maxDelayMs));
+        await sleep(killDelayMs);
         target.kill('SIGKILL');
       } else {
         const [step, participant] = mode.split(':') as [KillPoint['step'], string | undefined];
@@ -397,7 +400,7 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
       const exit = await target.exited;
       note(`kill ${kill} (${mode}) of coordinator ${dead}: ${exit.signal ?? exit.code}`);
       await snapshotAfterKill(kill, dead);
-      await sleep(ctx.rng.int(0, maxDelayMs));
+      await sleep(restartDelayMs);
     } finally {
       killing = false;
     }
@@ -574,9 +577,11 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
       }
       await Promise.allSettled([users!.end(), perms!.end()]);
 
+      const modes = Object.entries(stats.killsByMode).map(([mode, n]) => `${mode} ${n}`);
       const notes = [
-        `${stats.kills} coordinator kills (${stats.killsAtStep} at a step), ` +
-          `${stats.inDoubtAfterKills} transactions left in doubt: ` +
+        `${stats.kills} coordinator kills (${modes.join(', ') || 'none'}; ` +
+          `${stats.killsAtStep} stopped a transaction at its step, ${stats.killsAtTimeout} ` +
+          `fell back to a plain SIGKILL), ${stats.inDoubtAfterKills} transactions left in doubt: ` +
           `${stats.inDoubtCommitted} committed and ${stats.inDoubtRolledBack} rolled back by recovery`,
       ];
       return {
