@@ -63,6 +63,13 @@ import type {
  * history need not hold every write (set-up data, unknown outcomes).
  */
 
+/**
+ * Internal (not exported from `causeway/testing`): a sweep over every write replaces per-write
+ * binary searches when the writes to examine exceed 1/`sweepFactor` of all writes. Tests set it
+ * to 0 (never sweep) or Infinity (always) to check both paths against the definitions.
+ */
+export const CHECKER_TUNING = { sweepFactor: 8 };
+
 /** Every guarantee the checker knows, in the order `counts` lists them. */
 export const GUARANTEES: readonly Guarantee[] = [
   'read-your-writes',
@@ -253,6 +260,15 @@ interface IndexedHistory {
   readonly anyRead: ReadonlyMap<string, RunningMax>;
   /** The most writes with a known version any one key has. */
   readonly maxWritesPerKey: number;
+  /** Per operation, its session as a small integer (`sessionCount` of them). */
+  readonly sessionOf: Int32Array;
+  readonly sessionCount: number;
+  /** History indices of the writes with a known version, ascending; `ordinalOf` inverts it. */
+  readonly knownWrites: Int32Array;
+  readonly ordinalOf: Int32Array;
+  /** Per key, ascending history indices of its acknowledged writes and its non-zero reads. */
+  readonly ackedIndices: ReadonlyMap<string, number[]>;
+  readonly readIndices: ReadonlyMap<string, number[]>;
 }
 
 function runningMax(table: PerKeySession, key: string, session: string): RunningMax {
@@ -283,6 +299,17 @@ function indexHistory(operations: readonly HistoryOperation[]): IndexedHistory {
   const readVersions: PerKeySession = new Map();
   const anyAckedWrite = new Map<string, RunningMax>();
   const anyRead = new Map<string, RunningMax>();
+  const sessionOf = new Int32Array(ops.length);
+  const sessionIds = new Map<string, number>();
+  const knownWrites: number[] = [];
+  const ordinalOf = new Int32Array(ops.length).fill(-1);
+  const ackedIndices = new Map<string, number[]>();
+  const readIndices = new Map<string, number[]>();
+  const append = (table: Map<string, number[]>, key: string, i: number) => {
+    const list = table.get(key);
+    if (list) list.push(i);
+    else table.set(key, [i]);
+  };
   const addTo = (table: Map<string, RunningMax>, key: string, i: number, version: number) => {
     let running = table.get(key);
     if (!running) {
@@ -294,6 +321,12 @@ function indexHistory(operations: readonly HistoryOperation[]): IndexedHistory {
   for (let i = 0; i < ops.length; i++) {
     const op: unknown = ops[i];
     assertOperation(op, i);
+    let session = sessionIds.get(op.session);
+    if (session === undefined) {
+      session = sessionIds.size;
+      sessionIds.set(op.session, session);
+    }
+    sessionOf[i] = session;
     if (op.kind === 'write') {
       if (writeIndexById.has(op.id)) {
         throw invalidInput(`History operation ${i}: write id ${JSON.stringify(op.id)} used twice`, {
@@ -303,19 +336,21 @@ function indexHistory(operations: readonly HistoryOperation[]): IndexedHistory {
       }
       writeIndexById.set(op.id, i);
       if (op.version > 0) {
-        const list = unsortedByKey.get(op.key);
-        if (list) list.push(i);
-        else unsortedByKey.set(op.key, [i]);
+        append(unsortedByKey, op.key, i);
+        ordinalOf[i] = knownWrites.length;
+        knownWrites.push(i);
       }
       if (op.acknowledged) {
         runningMax(ackedWrites, op.key, op.session).add(i, op.version);
         addTo(anyAckedWrite, op.key, i, op.version);
+        append(ackedIndices, op.key, i);
       }
     } else {
       for (const [key, version] of Object.entries(op.observed)) {
         if (version === 0) continue;
         runningMax(readVersions, key, op.session).add(i, version);
         addTo(anyRead, key, i, version);
+        append(readIndices, key, i);
       }
     }
   }
@@ -369,6 +404,12 @@ function indexHistory(operations: readonly HistoryOperation[]): IndexedHistory {
     anyAckedWrite,
     anyRead,
     maxWritesPerKey,
+    sessionOf,
+    sessionCount: sessionIds.size,
+    knownWrites: Int32Array.from(knownWrites),
+    ordinalOf,
+    ackedIndices,
+    readIndices,
   };
 }
 
@@ -538,10 +579,11 @@ interface Found {
  * Cross-key questions, answered offline grouped by key so that each group's working data is
  * built once and dropped: required key -> seen key -> flat [read index, rank of the required
  * key in the read, rank of the seen key, how many writes of the seen key the read sees, bit
- * mask of the guarantees (bit = index in CROSS_KEY) that could fail].
+ * mask of the guarantees (bit = index in CROSS_KEY) that could fail, the version of the
+ * required key the read saw].
  */
 type Queries = Map<string, Map<string, number[]>>;
-const QUERY_WIDTH = 5;
+const QUERY_WIDTH = 6;
 
 class Checker {
   readonly #history: IndexedHistory;
@@ -550,12 +592,17 @@ class Checker {
   /** Scratch for one seen key's requirement maxima in version order. */
   readonly #prefixMax: Float64Array;
   readonly #prefixHolder: Int32Array;
+  /** Scratch for a sweep: per write ordinal, and per session while sweeping. */
+  readonly #sweepMax: Float64Array;
+  readonly #sessionMax: Float64Array;
 
   constructor(history: IndexedHistory, enabled: ReadonlySet<Guarantee>) {
     this.#history = history;
     this.#enabled = enabled;
     this.#prefixMax = new Float64Array(history.maxWritesPerKey);
     this.#prefixHolder = new Int32Array(history.maxWritesPerKey);
+    this.#sweepMax = new Float64Array(history.knownWrites.length);
+    this.#sessionMax = new Float64Array(history.sessionCount);
   }
 
   run(): Violation[] {
@@ -641,31 +688,41 @@ class Checker {
         if (best === undefined || this.#observed(best, key) < version) reads.set(key, i);
       }
       if (!crossKey) continue;
+      // The keys this read saw some write of, and the latest of those writes in history order.
+      const seen: { key: string; rank: number; count: number }[] = [];
+      let latestSeen = -1;
+      observed.forEach(([key, version], rank) => {
+        const keyWrites = byKey.get(key);
+        const count = keyWrites ? lowerBound(keyWrites.versions, version + 1) : 0;
+        if (count === 0) return;
+        seen.push({ key, rank, count });
+        latestSeen = Math.max(latestSeen, keyWrites!.latest[count - 1] as number);
+      });
+      if (seen.length === 0) continue;
       observed.forEach(([requiredKey, requiredSeen], requiredRank) => {
-        const dependencyBound = cp ? (dependencies.maxRequired.get(requiredKey) ?? 0) : 0;
-        observed.forEach(([seenKey, seenVersion], seenRank) => {
-          const keyWrites = byKey.get(seenKey);
-          if (!keyWrites) return;
-          const seenCount = lowerBound(keyWrites.versions, seenVersion + 1);
-          if (seenCount === 0) return;
-          // What any write the read saw can require is bounded by what was acknowledged or
-          // read anywhere before the latest of them (and by the dependencies' versions).
-          const latest = keyWrites.latest[seenCount - 1] as number;
+        // What any write the read saw can require is bounded by what was acknowledged or read
+        // anywhere before the latest of them, and by the versions of dependencies.
+        const mwBound = mw && bound(anyAckedWrite, requiredKey, latestSeen) > requiredSeen;
+        const wfrBound = wfr && bound(anyRead, requiredKey, latestSeen) > requiredSeen;
+        const cpBound = cp && (dependencies.maxRequired.get(requiredKey) ?? 0) > requiredSeen;
+        if (!mwBound && !wfrBound && !cpBound) return;
+        for (const { key: seenKey, rank: seenRank, count } of seen) {
           const sameKey = seenKey === requiredKey;
           const mask =
-            (mw && !sameKey && bound(anyAckedWrite, requiredKey, latest) > requiredSeen ? 1 : 0) |
-            (wfr && !sameKey && bound(anyRead, requiredKey, latest) > requiredSeen ? 2 : 0) |
-            (dependencyBound > requiredSeen ? 4 : 0);
-          if (mask === 0) return;
+            (mwBound && !sameKey ? 1 : 0) | (wfrBound && !sameKey ? 2 : 0) | (cpBound ? 4 : 0);
+          if (mask === 0) continue;
           let bySeenKey = queries.get(requiredKey);
           if (!bySeenKey) {
             bySeenKey = new Map();
             queries.set(requiredKey, bySeenKey);
           }
-          const list = bySeenKey.get(seenKey);
-          if (list) list.push(i, requiredRank, seenRank, seenCount, mask);
-          else bySeenKey.set(seenKey, [i, requiredRank, seenRank, seenCount, mask]);
-        });
+          let list = bySeenKey.get(seenKey);
+          if (!list) {
+            list = [];
+            bySeenKey.set(seenKey, list);
+          }
+          list.push(i, requiredRank, seenRank, count, mask, requiredSeen);
+        }
       });
     }
     return queries;
@@ -768,24 +825,39 @@ class Checker {
    * proves a violation is reported.
    */
   #checkCrossKey(requiredKey: string, bySeenKey: ReadonlyMap<string, number[]>): void {
-    const { ops, byKey } = this.#history;
+    const { ops, byKey, knownWrites } = this.#history;
+    // Per seen key, the guarantees any of its questions asks about (the union of the masks).
+    const asked = new Map<string, number>();
+    for (const [seenKey, queries] of bySeenKey) {
+      let union = 0;
+      for (let q = 4; q < queries.length; q += QUERY_WIDTH) union |= queries[q] as number;
+      asked.set(seenKey, union);
+    }
+    const asks = (seenKey: string, bit: number) =>
+      (((asked.get(seenKey) as number) >> bit) & 1) === 1;
     CROSS_KEY.forEach((guarantee, bit) => {
       if (!this.#enabled.has(guarantee)) return;
+      // When the seen keys to fill cover much of the history, one sweep of every write beats a
+      // binary search per write of each seen key.
+      let toFill = 0;
+      for (const seenKey of bySeenKey.keys()) {
+        if (asks(seenKey, bit)) toFill += (byKey.get(seenKey) as KeyWrites).writes.length;
+      }
+      const swept =
+        guarantee !== 'consistent-prefix' &&
+        toFill * CHECKER_TUNING.sweepFactor > knownWrites.length
+          ? this.#sweep(guarantee, requiredKey)
+          : false;
       /** read index -> [rank of the seen key, the write that proves it] */
       const proven = new Map<number, { seenRank: number; requiredRank: number; write: number }>();
       for (const [seenKey, queries] of bySeenKey) {
-        let filled = false;
+        if (!asks(seenKey, bit)) continue;
+        this.#fillPrefix(guarantee, byKey.get(seenKey) as KeyWrites, requiredKey, swept);
         for (let q = 0; q < queries.length; q += QUERY_WIDTH) {
           if ((((queries[q + 4] as number) >> bit) & 1) === 0) continue;
-          if (!filled) {
-            this.#fillPrefix(guarantee, byKey.get(seenKey) as KeyWrites, requiredKey);
-            filled = true;
-          }
           const read = queries[q] as number;
           const seenCount = queries[q + 3] as number;
-          if ((this.#prefixMax[seenCount - 1] as number) <= this.#observed(read, requiredKey)) {
-            continue;
-          }
+          if ((this.#prefixMax[seenCount - 1] as number) <= (queries[q + 5] as number)) continue;
           const seenRank = queries[q + 2] as number;
           const earlier = proven.get(read);
           if (earlier && earlier.seenRank < seenRank) continue;
@@ -805,9 +877,43 @@ class Checker {
     });
   }
 
-  /** Fills the scratch arrays with the requirement maxima over `keyWrites` in version order. */
-  #fillPrefix(guarantee: CrossKeyGuarantee, keyWrites: KeyWrites, requiredKey: string): void {
-    const { ops, ackedWrites, readVersions, dependencies } = this.#history;
+  /**
+   * For monotonic writes or writes-follow-reads and one required key: what every write with a
+   * known version requires, in one pass over the history in order (per session, the running
+   * maximum of its acknowledged writes of, or reads of, the key). Fills `#sweepMax` by write
+   * ordinal; returns true.
+   */
+  #sweep(guarantee: 'monotonic-writes' | 'writes-follow-reads', requiredKey: string): true {
+    const { knownWrites, sessionOf, ackedIndices, readIndices } = this.#history;
+    const writes = guarantee === 'monotonic-writes';
+    const events = (writes ? ackedIndices : readIndices).get(requiredKey) ?? [];
+    this.#sessionMax.fill(0);
+    let e = 0;
+    for (let j = 0; j < knownWrites.length; j++) {
+      const w = knownWrites[j] as number;
+      for (; e < events.length && (events[e] as number) < w; e++) {
+        const event = events[e] as number;
+        const value = writes ? this.#version(event) : this.#observed(event, requiredKey);
+        const session = sessionOf[event] as number;
+        if (value > (this.#sessionMax[session] as number)) this.#sessionMax[session] = value;
+      }
+      const session = sessionOf[w] as number;
+      this.#sweepMax[j] = this.#sessionMax[session] as number;
+    }
+    return true;
+  }
+
+  /**
+   * Fills the scratch arrays with the requirement maxima over `keyWrites` in version order,
+   * from `#sweepMax` when `swept` for this guarantee and key.
+   */
+  #fillPrefix(
+    guarantee: CrossKeyGuarantee,
+    keyWrites: KeyWrites,
+    requiredKey: string,
+    swept: boolean,
+  ): void {
+    const { ops, ackedWrites, readVersions, dependencies, ordinalOf } = this.#history;
     const perSession = (guarantee === 'monotonic-writes' ? ackedWrites : readVersions).get(
       requiredKey,
     );
@@ -816,7 +922,9 @@ class Checker {
     for (let j = 0; j < keyWrites.writes.length; j++) {
       const w = keyWrites.writes[j] as number;
       let value = 0;
-      if (guarantee === 'consistent-prefix') {
+      if (swept) {
+        value = this.#sweepMax[ordinalOf[w] as number] as number;
+      } else if (guarantee === 'consistent-prefix') {
         const source = dependencies.requiredSource(w, requiredKey);
         if (source >= 0) value = this.#version(source);
       } else {

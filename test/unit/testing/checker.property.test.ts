@@ -1,6 +1,6 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { checkHistory } from '../../../src/testing/checker.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CHECKER_TUNING, checkHistory } from '../../../src/testing/checker.js';
 import type {
   Guarantee,
   HistoryOperation,
@@ -441,7 +441,19 @@ function assertProof(ops: readonly HistoryOperation[], v: Violation): void {
   expect(required).toBeGreaterThan(stale);
 }
 
-describe('the indexed checker against the definitions', () => {
+describe.each([
+  ['per-write binary searches', 0],
+  ['sweeps over the history', Number.POSITIVE_INFINITY],
+  ['the default mix', CHECKER_TUNING.sweepFactor],
+])('the indexed checker against the definitions (%s)', (_name, sweepFactor) => {
+  const defaultFactor = CHECKER_TUNING.sweepFactor;
+  beforeEach(() => {
+    CHECKER_TUNING.sweepFactor = sweepFactor;
+  });
+  afterEach(() => {
+    CHECKER_TUNING.sweepFactor = defaultFactor;
+  });
+
   it('finds exactly the violations an all-pairs check finds, each with a valid proof', () => {
     fc.assert(
       fc.property(randomHistoryArb, (ops) => {
