@@ -17,6 +17,8 @@ export interface ChildHandle<Command> {
   readonly pid: number;
   /** Settles once the process has exited. */
   readonly exited: Promise<ChildExit>;
+  /** True once the child reported `{ t: 'ready' }`; false if it exited first. */
+  readonly ready: Promise<boolean>;
   /** True until the process has exited. */
   readonly alive: boolean;
   /** Writes one command line; ignored once the child is gone. */
@@ -35,7 +37,8 @@ process.once('exit', () => {
 
 /**
  * Starts `script` with `args`; `onEvent` gets each stdout line parsed as JSON (a line that is
- * not JSON is passed as `{ t: 'output', line }`).
+ * not JSON is passed as `{ t: 'output', line }`). The child announces that it runs with
+ * `{ t: 'ready' }`.
  */
 export function spawnChild<Command>(
   script: string,
@@ -53,6 +56,10 @@ export function spawnChild<Command>(
   });
   // A write to a child that just died must not crash the parent.
   child.stdin!.on('error', () => {});
+  let markReady!: (ran: boolean) => void;
+  const ready = new Promise<boolean>((resolve) => {
+    markReady = resolve;
+  });
   const lines = createInterface({ input: child.stdout! });
   lines.on('line', (line) => {
     let event: unknown;
@@ -61,6 +68,7 @@ export function spawnChild<Command>(
     } catch {
       event = { t: 'output', line };
     }
+    if ((event as { t?: unknown }).t === 'ready') markReady(true);
     onEvent(event);
   });
   // Resolves after the last stdout line was delivered: the exit event can come before it.
@@ -77,9 +85,11 @@ export function spawnChild<Command>(
       resolve({ code: null, signal: null });
     });
   });
+  void exited.then(() => markReady(false));
   return {
     pid: child.pid ?? -1,
     exited,
+    ready,
     get alive() {
       return alive;
     },

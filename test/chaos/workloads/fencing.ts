@@ -387,26 +387,15 @@ export function fencingWorkload(options: FencingWorkloadOptions = {}): FencingWo
         redis = new Redis(ctx.cluster.redis.url, { maxRetriesPerRequest: 3 });
         redis.on('error', () => {});
       }
-      const started: Promise<void>[] = [];
       for (let i = 0; i < holders; i++) {
         const holder = `h${i}`;
-        let ready!: () => void;
-        started.push(
-          new Promise((resolve) => {
-            ready = resolve;
-          }),
-        );
         const child = spawnChild<FencingCommand>(
           CHILD_SCRIPT,
           [JSON.stringify(childConfig(holder, ctx.rng.int(1, 2 ** 31)))],
-          (event) => {
-            if ((event as FencingEvent).t === 'ready') ready();
-            onEvent(holder, event);
-          },
+          (event) => onEvent(holder, event),
         );
         children.set(holder, child);
         void child.exited.then((exit) => {
-          ready();
           if (stopping) return;
           runFailures.push(
             `holder ${holder} exited unexpectedly (code ${exit.code}, signal ${exit.signal}): ` +
@@ -414,7 +403,7 @@ export function fencingWorkload(options: FencingWorkloadOptions = {}): FencingWo
           );
         });
       }
-      await Promise.all(started);
+      await Promise.all([...children.values()].map((child) => child.ready));
       note(`started ${holders} holders on ${backends.join(' and ')} for ${names.resource}`);
     },
 

@@ -275,34 +275,22 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
   const startChild = async (): Promise<void> => {
     incarnation++;
     stats.coordinatorStarts++;
-    let ready!: () => void;
-    let ran = false;
-    const started = new Promise<void>((resolve) => {
-      ready = resolve;
-    });
     const handle = spawnChild<TwoPhaseCommand>(
       CHILD_SCRIPT,
       [JSON.stringify(childConfig())],
-      (event) => {
-        if ((event as TwoPhaseEvent).t === 'ready') {
-          ran = true;
-          ready();
-        }
-        onEvent(event);
-      },
+      onEvent,
     );
     child = handle;
-    void handle.exited.then((exit) => {
-      ready();
+    void handle.exited.then(async (exit) => {
       if (killing || stopping) return;
       runFailures.push(
         `coordinator process exited unexpectedly (code ${exit.code}, signal ${exit.signal}): ` +
           handle.stderrTail().slice(-500),
       );
       // Keep the workload going, as a supervisor would (not if it cannot even start).
-      if (ran && child === handle) void startChild();
+      if ((await handle.ready) && child === handle) void startChild();
     });
-    await started;
+    await handle.ready;
   };
 
   /** Resolves once no server connection of the dead coordinator remains on `pool`'s server. */
