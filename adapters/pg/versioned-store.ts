@@ -4,6 +4,7 @@ import {
 } from '../../src/conflict/versioned-store.js';
 import { configError } from '../../src/errors.js';
 import {
+  connectClient,
   type PgQueryableClient,
   type PgQueryablePool,
   quoteTable,
@@ -108,7 +109,7 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
     key: string,
     change: (current: string | undefined) => R,
   ): Promise<R> {
-    const client = await this.#pool.connect();
+    const client = await connectClient(this.#pool);
     let broken: Error | undefined;
     try {
       // READ COMMITTED whatever the server default: see #lockRow.
