@@ -194,8 +194,8 @@ async function list(options: Options, out: (line: string) => void): Promise<numb
         ...rows.map((row) => {
           const parsed = tryParseGid(row.gid);
           return [
-            row.gid,
-            `${row.server} (${row.database})`,
+            printable(row.gid),
+            `${row.server} (${printable(row.database)})`,
             formatAge(row.ageMs),
             parsed?.coordinatorId ?? '-',
             parsed?.participant ?? '-',
@@ -216,6 +216,20 @@ async function list(options: Options, out: (line: string) => void): Promise<numb
   } finally {
     await conn.end();
   }
+}
+
+/**
+ * Text from the database shown in a terminal: control characters (escape sequences a database
+ * user could put in a gid) are written as `\u{..}` so they cannot act on the operator's terminal.
+ */
+function printable(text: string): string {
+  let shown = '';
+  for (const char of text) {
+    const code = char.codePointAt(0)!;
+    const control = code < 0x20 || (code >= 0x7f && code <= 0x9f);
+    shown += control ? `\\u{${code.toString(16)}}` : char;
+  }
+  return shown;
 }
 
 async function resolve(options: Options, out: (line: string) => void): Promise<number> {

@@ -1,5 +1,7 @@
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { coordinatorPrefix } from '../../../src/txn/gid.js';
 import { testEnv } from '../../harness/env.js';
 import { namespace, type Pair, pair, runTsx } from './helpers.js';
 
@@ -113,5 +115,22 @@ describe('causeway txn list|resolve', () => {
     expect((await db.decisions()).find((d) => d.gid === gid)?.decision).toBe('abort');
     const empty = await cli(['txn', 'list', '-c', db.coordinatorId, ...connection]);
     expect(empty.stdout).toContain('no prepared transactions');
+  });
+
+  it('shows control characters in a gid escaped, so they cannot act on the terminal', async () => {
+    const client = new pg.Client({ connectionString: testEnv().primaryUrl });
+    await client.connect();
+    const gid = `${coordinatorPrefix(db.coordinatorId)}\u001b]0;owned\u0007:x`;
+    try {
+      await client.query('BEGIN');
+      await client.query(`PREPARE TRANSACTION '${gid}'`);
+      const listed = await cli(['txn', 'list', '-c', db.coordinatorId, ...connection]);
+      const controls = [...listed.stdout].filter((c) => c !== '\n' && c.codePointAt(0)! < 0x20);
+      expect(controls).toEqual([]);
+      expect(listed.stdout).toContain('\\u{1b}]0;owned\\u{7}:x');
+    } finally {
+      await client.query(`ROLLBACK PREPARED '${gid}'`).catch(() => {});
+      await client.end();
+    }
   });
 });
