@@ -36,6 +36,10 @@ export function newSessionId(): string {
   return id;
 }
 
+// Set by SessionContext's static block (before any instance exists): reads a private field for
+// floorAgeMs without adding a member to the public class.
+let floorRaisedAtOf: (session: SessionContext, level: ConsistencyLevel) => number | undefined;
+
 /**
  * The session of one request, job or script: its floors, the level its reads ask for, and
  * whether its token must be re-issued. Floors only move forward within one history; a position
@@ -59,6 +63,10 @@ export class SessionContext {
   changeListener: { sessionChanged(): void } | undefined;
   #writeFloor: Position | undefined;
   #readFloor: Position | undefined;
+  // performance.now() when each floor was last raised in this process; undefined when the floor
+  // came from a state (token, session store), whose age is unknown.
+  #writeFloorRaisedAt: number | undefined;
+  #readFloorRaisedAt: number | undefined;
   #changed = false;
   #idHash: number | undefined;
 
@@ -120,6 +128,7 @@ export class SessionContext {
     const next = this.#advance(this.#writeFloor, position);
     if (next !== this.#writeFloor) {
       this.#writeFloor = next;
+      this.#writeFloorRaisedAt = performance.now();
       this.#markChanged();
     }
   }
@@ -129,6 +138,7 @@ export class SessionContext {
     const next = this.#advance(this.#readFloor, position);
     if (next !== this.#readFloor) {
       this.#readFloor = next;
+      this.#readFloorRaisedAt = performance.now();
       this.#markChanged();
     }
   }
@@ -136,9 +146,36 @@ export class SessionContext {
   /** Drops both floors (the router calls this after a change of stream or epoch). */
   rebase(): void {
     if (this.#writeFloor === undefined && this.#readFloor === undefined) return;
+    this.#dropFloors();
+    this.#markChanged();
+  }
+
+  #dropFloors(): void {
     this.#writeFloor = undefined;
     this.#readFloor = undefined;
-    this.#markChanged();
+    this.#writeFloorRaisedAt = undefined;
+    this.#readFloorRaisedAt = undefined;
+  }
+
+  /**
+   * performance.now() when the floor of `level` (as `floorFor`) was last raised in this process;
+   * undefined when there is none or its age is unknown. The floor's position existed on the leader
+   * by then, so a replica `lag` behind the leader applies it by about that time plus `lag`.
+   */
+  #floorRaisedAt(level: ConsistencyLevel): number | undefined {
+    if (level === 'monotonic') return this.#readFloorRaisedAt;
+    if (level !== 'read-your-writes') return undefined;
+    const write = this.#writeFloor;
+    const read = this.#readFloor;
+    if (read === undefined) return this.#writeFloorRaisedAt;
+    if (write === undefined || read.lsn > write.lsn) return this.#readFloorRaisedAt;
+    if (write.lsn > read.lsn) return this.#writeFloorRaisedAt;
+    // Both floors at one position: it existed since the earlier known of the two moments.
+    return earlierOf(this.#writeFloorRaisedAt, this.#readFloorRaisedAt);
+  }
+
+  static {
+    floorRaisedAtOf = (session, level) => session.#floorRaisedAt(level);
   }
 
   #markChanged(): void {
@@ -172,11 +209,28 @@ export class SessionContext {
       return comparePositions(position, current) === 'after' ? position : current;
     }
     if (position.stream === other.stream && position.epoch < other.epoch) return current;
-    this.#writeFloor = undefined;
-    this.#readFloor = undefined;
+    this.#dropFloors();
     this.#markChanged();
     return position;
   }
+}
+
+/**
+ * Milliseconds since the floor a read at `level` must reach was last raised in this process; 0
+ * when there is no floor or its age is unknown (restored from a token or a session store, and not
+ * raised since: treated as raised just now). The router subtracts it from a replica's lag to
+ * estimate how long the replica still needs. Internal: not exported from the package.
+ */
+export function floorAgeMs(session: SessionContext, level: ConsistencyLevel): number {
+  const raisedAt = floorRaisedAtOf(session, level);
+  return raisedAt === undefined ? 0 : performance.now() - raisedAt;
+}
+
+/** The earlier of two moments, either of which may be unknown. */
+function earlierOf(a: number | undefined, b: number | undefined): number | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return Math.min(a, b);
 }
 
 /** The later of two positions of one history (either may be missing). */

@@ -9,7 +9,7 @@ import {
   recordError,
   SpanName,
 } from '../telemetry.js';
-import type { SessionContext } from './context.js';
+import { floorAgeMs, type SessionContext } from './context.js';
 import { comparePositions, hasReached } from './position.js';
 import type { NodeStatus, ReplicaSet } from './replica-set.js';
 import { type ReplicaView, rendezvousScore, replicaView } from './sticky.js';
@@ -37,9 +37,9 @@ export type ConsistencyLevel =
  * `'read-floor-not-replicated'`, `'stale-beyond-bound'`, `'no-healthy-replica'`,
  * `'new-history'` (the floor is from another stream or epoch: read the leader once, re-base),
  * `'wait-timed-out'`, `'wait-skipped'` (with `onNoCaughtUp: 'wait'`, every replica that could
- * reach the floor lags beyond `waitTimeoutMs`: the leader at once, no wait), `'floors-uncertain'`
- * (the floors may be incomplete: the session store failed, or a write's position could not be
- * read).
+ * reach the floor would by its measured lag still need more than `waitTimeoutMs`: the leader at
+ * once, no wait), `'floors-uncertain'` (the floors may be incomplete: the session store failed, or
+ * a write's position could not be read).
  */
 export type RouteReason =
   | 'sticky'
@@ -84,16 +84,18 @@ export interface RouterOptions {
    * When no healthy replica has reached the floor: `'leader'` (default: read the leader now,
    * never stale, no added latency), `'wait'` (wait up to `waitTimeoutMs` for the most advanced
    * replica, then the leader; no wait, the leader at once with reason `'wait-skipped'`, when every
-   * replica's last measured lag exceeds `waitTimeoutMs`), or `'error'` (reject with
-   * `NO_REPLICA_CAUGHT_UP`; also used when no replica is healthy or none is within a staleness
-   * bound).
+   * replica would still need more than `waitTimeoutMs`: its last measured lag minus the time since
+   * the session's floor was raised), or `'error'` (reject with `NO_REPLICA_CAUGHT_UP`; also used
+   * when no replica is healthy or none is within a staleness bound).
    */
   onNoCaughtUp?: NoCaughtUpPolicy;
   /**
    * Longest wait for a replica with `onNoCaughtUp: 'wait'`. Default 500 ms: MaxScale waits up to
    * 10 s, far beyond a web request's budget; past half a second the leader answers sooner.
-   * A replica whose last measured lag is over this is not waited for (its lag is an estimate up
-   * to a health check old; an unknown lag is waited for).
+   * A replica is not waited for when its last measured lag minus the floor's age (the time since
+   * this process raised the session's floor; 0 for a floor restored from a token or a session
+   * store, whose age is unknown) is over this: it would most likely not arrive in time. The lag is
+   * an estimate up to a health check old; an unknown lag is waited for.
    */
   waitTimeoutMs?: number;
   /**
@@ -282,12 +284,15 @@ export class Router {
   /**
    * Waits for the most advanced healthy replica (ties: the session's rendezvous order) to reach
    * the floor, then falls back to the leader. One waiter per read, whatever the replica count.
-   * Replicas whose last measured lag exceeds `waitTimeoutMs` are passed over: their wait would
-   * most likely end in the timeout and then the leader anyway. If that leaves none, the read goes
-   * to the leader at once (`'wait-skipped'`).
+   * A replica applies the floor about its lag after the floor's position existed on the leader,
+   * i.e. lag minus the floor's age from now. Replicas for which that exceeds `waitTimeoutMs` are
+   * passed over: their wait would most likely end in the timeout and then the leader anyway. If
+   * that leaves none, the read goes to the leader at once (`'wait-skipped'`).
    */
   async #waitForReplica(session: SessionContext, missed: RouteDecision): Promise<RouteDecision> {
     const floor = session.floorFor(missed.level)!;
+    // Waiting is worth it when the replica still needs at most waitTimeoutMs.
+    const lagAllowed = this.waitTimeoutMs + floorAgeMs(session, missed.level);
     const view = this.#currentView();
     let best: NodeStatus | undefined;
     let bestScore = -1;
@@ -296,10 +301,10 @@ export class Router {
       const replica = view.healthy[i]!;
       const at = replica.position;
       if (at === undefined || comparePositions(at, floor) === 'incomparable') continue;
-      // Filtered before ranking: when the most advanced replica lags beyond the timeout but
-      // another does not (lags come from checks at different moments), the wait goes to the
-      // other rather than nowhere. Usually the most advanced replica also lags least.
-      if (replica.lagMs !== undefined && replica.lagMs > this.waitTimeoutMs) {
+      // Filtered before ranking: when the most advanced replica lags too far but another does
+      // not (lags come from checks at different moments), the wait goes to the other rather
+      // than nowhere. Usually the most advanced replica also lags least.
+      if (replica.lagMs !== undefined && replica.lagMs > lagAllowed) {
         tooFarBehind = true;
         continue;
       }

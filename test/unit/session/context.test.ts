@@ -1,7 +1,8 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   currentSession,
+  floorAgeMs,
   mergeSessionStates,
   SessionContext,
   withSession,
@@ -12,6 +13,10 @@ const at = (lsn: number, epoch = 1, stream = 's'): Position => ({
   stream,
   epoch,
   lsn: BigInt(lsn),
+});
+
+afterEach(() => {
+  vi.useRealTimers();
 });
 
 describe('SessionContext floors', () => {
@@ -55,6 +60,37 @@ describe('SessionContext floors', () => {
     session.rebase();
     expect(session.state).toEqual({ id: 'x' });
     expect(session.changed).toBe(true);
+  });
+
+  it('floorAgeMs is the time since this process raised the floor a level reads against', () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const age = (s: SessionContext) => [
+      floorAgeMs(s, 'read-your-writes'),
+      floorAgeMs(s, 'monotonic'),
+      floorAgeMs(s, 'eventual'),
+    ];
+    // Restored floors have an unknown age: taken as raised just now.
+    const session = new SessionContext({ id: 'x', writeFloor: at(5), readFloor: at(3) });
+    vi.advanceTimersByTime(100);
+    expect(age(session)).toEqual([0, 0, 0]);
+    session.noteRead(at(5)); // both floors at 5: the position is known to exist since now
+    vi.advanceTimersByTime(50);
+    expect(age(session)).toEqual([50, 50, 0]);
+    session.noteWrite(at(4)); // not raised: the age stays
+    session.noteRead(at(5));
+    vi.advanceTimersByTime(50);
+    expect(age(session)).toEqual([100, 100, 0]);
+    session.noteWrite(at(7));
+    vi.advanceTimersByTime(10);
+    expect(age(session)).toEqual([10, 110, 0]);
+    session.noteRead(at(9));
+    vi.advanceTimersByTime(5);
+    expect(age(session)).toEqual([5, 5, 0]);
+    session.noteWrite(at(1, 2)); // a newer epoch drops the read floor and its age
+    vi.advanceTimersByTime(20);
+    expect(age(session)).toEqual([20, 0, 0]);
+    session.rebase();
+    expect(age(session)).toEqual([0, 0, 0]);
   });
 
   it('mergeSessionStates keeps the first id and the later floors', () => {

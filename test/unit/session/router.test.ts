@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vites
 import { MemoryReplicaSet } from '../../../adapters/memory/replica-set.js';
 import { ErrorCode, isCausewayError } from '../../../src/errors.js';
 import { SessionContext } from '../../../src/session/context.js';
+import type { Position } from '../../../src/session/position.js';
 import type { ReplicaSet } from '../../../src/session/replica-set.js';
 import { type ConsistencyLevel, Router, type RouterOptions } from '../../../src/session/router.js';
 import { installTelemetry } from '../../support/otel.js';
@@ -47,6 +48,12 @@ function withLags(lags: Record<string, number | undefined>): ReplicaSet {
     reportError: (node, error) => db.reportError(node, error),
     close: () => db.close(),
   };
+}
+
+/** A router with `onNoCaughtUp: 'wait'` (500 ms) over `db`, every replica's measured lag `lagMs`. */
+function waitingRouter(lagMs: number): Router {
+  const replicaSet = withLags({ 'replica-1': lagMs, 'replica-2': lagMs, 'replica-3': lagMs });
+  return new Router({ replicaSet, onNoCaughtUp: 'wait', waitTimeoutMs: 500 });
 }
 
 /** The promise's value if it settles before the event loop's next turn (before any timer), else 'pending'. */
@@ -299,6 +306,8 @@ describe('Router.route', () => {
   ])(
     "onNoCaughtUp 'wait' waits for a replica lagging %s, not for the most advanced one lagging beyond it",
     async (_lag, lagMs) => {
+      // The clock stands still, so the floor's age (0) takes nothing off replica-1's lag.
+      vi.useFakeTimers({ toFake: ['performance'] });
       db.write('k0', 'v0');
       db.catchUp('replica-1'); // the most advanced replica
       const session = new SessionContext({ id: 'p6' });
@@ -314,6 +323,56 @@ describe('Router.route', () => {
       });
     },
   );
+
+  it.each([
+    ['read-your-writes', (session: SessionContext, at: Position) => session.noteWrite(at)],
+    ['monotonic', (session: SessionContext, at: Position) => session.noteRead(at)],
+  ] as const)(
+    "onNoCaughtUp 'wait' (%s) waits on replicas lagging beyond waitTimeoutMs when the floor is old enough for them to arrive within it",
+    async (level, raiseFloor) => {
+      vi.useFakeTimers({ toFake: ['performance'] });
+      const session = new SessionContext({ id: 'p7' }, level);
+      raiseFloor(session, db.write('k', 'v1'));
+      vi.advanceTimersByTime(600); // the replicas need about 1000 - 600 = 400 ms more
+      const routed = waitingRouter(1000).route(session);
+      db.catchUp();
+      expect(await routed).toMatchObject({ target: 'replica', reason: 'waited', level });
+    },
+  );
+
+  it("onNoCaughtUp 'wait' skips the wait while lag minus the floor's age is over waitTimeoutMs", async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const session = new SessionContext({ id: 'p8' });
+    session.noteWrite(db.write('k', 'v1'));
+    const r = waitingRouter(1000);
+    const skipped = { target: 'leader', reason: 'wait-skipped' };
+    // A fresh floor, then one 1 ms too young: settled before any timer could fire, no wait.
+    expect(await settledThisTurn(r.route(session))).toMatchObject(skipped);
+    vi.advanceTimersByTime(499);
+    expect(await settledThisTurn(r.route(session))).toMatchObject(skipped);
+    vi.advanceTimersByTime(1); // 1000 - 500: the replicas may arrive within the timeout
+    const routed = r.route(session);
+    expect(await settledThisTurn(routed)).toBe('pending');
+    db.catchUp();
+    expect(await routed).toMatchObject({ target: 'replica', reason: 'waited' });
+  });
+
+  it("onNoCaughtUp 'wait' takes a floor restored from a session state as raised just now", async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const position = db.write('k', 'v1');
+    const restored = new SessionContext({ id: 'p9', writeFloor: position });
+    const raisedHere = new SessionContext({ id: 'p9' });
+    raisedHere.noteWrite(position);
+    vi.advanceTimersByTime(2000); // both floors are 2 s old; only raisedHere can know it
+    const r = waitingRouter(1000);
+    expect(await settledThisTurn(r.route(restored))).toMatchObject({
+      target: 'leader',
+      reason: 'wait-skipped',
+    });
+    const routed = r.route(raisedHere);
+    db.catchUp();
+    expect(await routed).toMatchObject({ target: 'replica', reason: 'waited' });
+  });
 
   it('counts reads by target and reason and adds an event to the active span', async () => {
     const r = router();
