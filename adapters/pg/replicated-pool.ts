@@ -135,8 +135,8 @@ export interface ReplicatedPoolOptions {
   /** When no replica has caught up: `'leader'` (default), `'wait'` or `'error'` (see `Router`). */
   onNoCaughtUp?: NoCaughtUpPolicy;
   /**
-   * Longest wait for a replica with `onNoCaughtUp: 'wait'`; replicas whose measured lag is over
-   * it are not waited for (see `Router`). Default 500 ms.
+   * Longest wait for a replica with `onNoCaughtUp: 'wait'`; replicas that by their measured lag
+   * would need longer to reach the floor are not waited for (see `Router`). Default 500 ms.
    */
   waitTimeoutMs?: number;
   /** Route telemetry: `'event'` (default), `'span'` or `'none'` (see `Router`). */
