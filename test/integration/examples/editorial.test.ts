@@ -8,7 +8,6 @@ describe('the editorial demo on real PostgreSQL replication and Redis', () => {
   it('npm run demo -- --postgres --once: anomalies without Causeway, none with it', async () => {
     const env = testEnv();
     const run = await runDemo(['--postgres', '--once', '--port', '0'], {
-      ...process.env,
       [DEMO_ENV.primaryUrl]: env.primaryUrl,
       // The replica that applies at once first, then the one that lags.
       [DEMO_ENV.replicaUrls]: `${env.replicaUrl},${env.laggingReplicaUrl}`,

@@ -11,7 +11,8 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coordinatorPrefix, tryParseGid } from '../../../src/txn/gid.js';
 import { testEnv } from '../../harness/env.js';
-import { namespace, type Pair, pair, runTsx } from '../txn/helpers.js';
+import { runTsx } from '../../support/child-process.js';
+import { namespace, type Pair, pair } from '../txn/helpers.js';
 
 const RUNS = 25;
 const CLI = new URL('../../../src/cli/causeway.ts', import.meta.url).pathname;

@@ -3,12 +3,13 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coordinatorPrefix } from '../../../src/txn/gid.js';
 import { testEnv } from '../../harness/env.js';
-import { namespace, type Pair, pair, runTsx } from './helpers.js';
+import { runTsx } from '../../support/child-process.js';
+import { namespace, type Pair, pair } from './helpers.js';
 
 const CLI = fileURLToPath(new URL('../../../src/cli/causeway.ts', import.meta.url));
 
 function cli(args: string[], env: Record<string, string> = {}) {
-  return runTsx(CLI, args, env);
+  return runTsx(CLI, args, { env });
 }
 
 describe('causeway txn list|resolve', () => {

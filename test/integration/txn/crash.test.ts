@@ -2,8 +2,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TwoPhaseStep } from '../../../src/txn/coordinator.js';
 import { testEnv } from '../../harness/env.js';
+import { runTsx } from '../../support/child-process.js';
 import type { CrashChildArgs } from './crash-child.js';
-import { namespace, type Pair, pair, runTsx } from './helpers.js';
+import { namespace, type Pair, pair } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
 

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { PgDecisionLog } from '../../../adapters/pg/decision-log.js';
@@ -17,38 +16,6 @@ export function namespace(area: string) {
     logTable: `txn_${area}_log_${suffix}`,
     coordinatorId: `t${area}-${suffix}`,
   };
-}
-
-/** How a child process ended, with what it printed. */
-export interface ChildResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a TypeScript file in a child Node (through tsx) and resolves once it exits. */
-export function runTsx(
-  file: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
 }
 
 export function pool(url: string, max = 10): pg.Pool {

@@ -1,33 +1,14 @@
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { ANOMALIES } from '../../../examples/editorial/walkthrough.js';
+import { type ChildResult, runTsx } from '../../support/child-process.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..', '..');
 export const MAIN = join(ROOT, 'examples', 'editorial', 'main.ts');
 
-export interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the demo with `args` and resolves when it exits by itself. */
-export function runDemo(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
+/** Runs the demo with `args` (`env` added to this process's) until it exits by itself. */
+export function runDemo(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildResult> {
+  return runTsx(MAIN, args, { cwd: ROOT, env });
 }
 
 /** `n of m` for Causeway off and on, from the report's summary row labelled `label`. */

@@ -18,18 +18,12 @@ import {
   fenceGuard,
 } from '../../../src/express.js';
 import { MAX_FENCING_TOKEN, MAX_RESOURCE_LENGTH, parseFencingToken } from '../../../src/index.js';
+import {
+  assertJunkAcquireKeepsHolder,
+  FenceModel,
+  storableResource,
+} from '../../support/fence-fuzz.js';
 import { expectTypedError, junkArb } from '../../support/junk.js';
-
-/** A resource every fence guard accepts (see `assertResource`). */
-function storableResource(resource: unknown): resource is string {
-  return (
-    typeof resource === 'string' &&
-    resource !== '' &&
-    resource.length <= MAX_RESOURCE_LENGTH &&
-    !resource.includes('\u0000') &&
-    !/[\uD800-\uDFFF]/.test(resource.replace(/[\uD800-\uDBFF][\uDC00-\uDFFF]/g, ''))
-  );
-}
 
 const express4 = createRequire(import.meta.url)('express4') as () => Express;
 const RUNS = 100;
@@ -135,7 +129,7 @@ describe('memory lease manager and fence guard with hostile arguments', () => {
 
   it(`the fence guard: passes, STALE_FENCING_TOKEN or INVALID_INPUT, as its model says (${RUNS} runs)`, async () => {
     const guard = new MemoryFenceGuard();
-    const newest = new Map<string, bigint>();
+    const model = new FenceModel();
     await fc.assert(
       fc.asyncProperty(resourceArb, tokenArb, fc.boolean(), async (resource, token, viaWrite) => {
         let ran = false;
@@ -144,20 +138,13 @@ describe('memory lease manager and fence guard with hostile arguments', () => {
               ran = true;
             })
           : guard.check(resource as string, token as bigint);
-        const valid = storableResource(resource) && typeof token === 'bigint' && token >= 0n;
         try {
           await attempt;
         } catch (error) {
           expect(ran).toBe(false);
-          if (!valid) return expectTypedError(error, ['INVALID_INPUT']);
-          expectTypedError(error, ['STALE_FENCING_TOKEN']);
-          expect(token as bigint).toBeLessThan(newest.get(resource as string)!);
-          return;
+          return model.refused(resource, token, error);
         }
-        expect(valid).toBe(true);
-        const current = newest.get(resource as string);
-        expect(current === undefined || (token as bigint) >= current).toBe(true);
-        newest.set(resource as string, token as bigint);
+        model.passed(resource, token);
       }),
       { numRuns: RUNS },
     );
@@ -166,26 +153,12 @@ describe('memory lease manager and fence guard with hostile arguments', () => {
   it(`the lease manager: a junk acquire is INVALID_INPUT and takes nothing from the holder (${RUNS} runs)`, async () => {
     let now = 1_000_000;
     const leases = new MemoryLeaseManager({ now: () => now });
-    const held = await leases.acquire('r1', { ttlMs: 60_000, holder: 'owner' });
-    const optionsArb = fc.oneof(
-      junkArb,
-      fc.record({ ttlMs: fc.oneof(fc.integer({ min: 1, max: 1000 }), junkArb), holder: junkArb }),
-    );
-    await fc.assert(
-      fc.asyncProperty(resourceArb, optionsArb, async (resource, options) => {
-        try {
-          const lease = await leases.acquire(resource as string, options as never);
-          // Only another resource can be taken: r1 stays with its holder.
-          expect(lease.resource).not.toBe('r1');
-          await lease.release();
-        } catch (error) {
-          expectTypedError(error, ['INVALID_INPUT', 'LEASE_NOT_HELD']);
-        }
+    await assertJunkAcquireKeepsHolder(leases, {
+      resourceArb,
+      numRuns: RUNS,
+      afterAcquire: () => {
         now += 1;
-        const renewed = await held.renew();
-        expect(renewed.token).toBe(held.token);
-      }),
-      { numRuns: RUNS },
-    );
+      },
+    });
   });
 });
