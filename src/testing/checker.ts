@@ -169,9 +169,10 @@ export function assertOperation(op: unknown, index: number): asserts op is Histo
       fail('an acknowledged write must have a version of at least 1 (0 is the initial state)');
     }
     const dependsOn = record['dependsOn'];
+    // Array.from visits holes (as undefined) where every() skips them: a sparse array is refused.
     if (
       dependsOn !== undefined &&
-      (!Array.isArray(dependsOn) || !dependsOn.every((id) => typeof id === 'string'))
+      (!Array.isArray(dependsOn) || !Array.from(dependsOn).every((id) => typeof id === 'string'))
     ) {
       fail('dependsOn must be an array of write ids');
     }

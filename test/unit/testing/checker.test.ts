@@ -286,6 +286,7 @@ describe('malformed histories', () => {
     ['a string acknowledged flag', withWrite({ acknowledged: 'yes' })],
     ['an empty id', withWrite({ id: '' })],
     ['dependsOn that is not an array', withWrite({ dependsOn: 'w0' })],
+    ['a sparse dependsOn', withWrite({ dependsOn: new Array(1) })],
     ['dependsOn on an unknown write', withWrite({ dependsOn: ['nope'] })],
     ['dependsOn on itself', withWrite({ dependsOn: ['w1'] })],
     ['a non-finite time', withWrite({ endedAt: Number.NaN })],
