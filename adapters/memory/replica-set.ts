@@ -90,7 +90,8 @@ export class MemoryReplicaSet<V = unknown> implements ReplicaSet {
     if (!Number.isInteger(this.#epoch) || this.#epoch < 0)
       throw configError('epoch must be an integer >= 0');
     this.#leader = newNode(nodeName(options.leaderName ?? 'leader'), 0);
-    this.#replicas = replicaOptions.map((replica: MemoryReplicaOptions, i: number) => {
+    // Array.from visits holes (as undefined) where map would keep them: a sparse array is refused.
+    this.#replicas = Array.from(replicaOptions, (replica: MemoryReplicaOptions, i: number) => {
       if (typeof replica !== 'object' || replica === null) {
         throw configError('each replica must be an options object');
       }

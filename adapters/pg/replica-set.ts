@@ -158,7 +158,8 @@ export class PgReplicaSet implements ReplicaSet {
     );
 
     this.#leader = resolveNode(options.primary, 'primary', 'leader', this.#connectTimeoutMs);
-    this.#replicas = options.replicas.map((replica, i) =>
+    // Array.from visits holes (as undefined) where map would keep them: a sparse array is refused.
+    this.#replicas = Array.from(options.replicas, (replica, i) =>
       resolveNode(replica, `replica-${i + 1}`, 'replica', this.#connectTimeoutMs),
     );
     const byName = new Map<string, NodeState>();

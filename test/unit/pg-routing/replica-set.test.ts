@@ -65,6 +65,8 @@ describe('options', () => {
       { primary: URL, replicas: [], pollJitter: 1 },
       { primary: URL, replicas: [], maxLagBytes: Number.NaN },
       { primary: URL, replicas: [{ name: 'primary', config: URL }] },
+      // A hole in a sparse array is a missing replica, not one map() skips.
+      { primary: URL, replicas: new Array(1) },
       { primary: 42, replicas: [] },
       { primary: { pool: {} }, replicas: [] },
     ];

@@ -58,6 +58,10 @@ describe('MemoryReplicaSet', () => {
     expect(() => new MemoryReplicaSet({ replicas: [{ name: 'a' }, { name: 'a' }] })).toThrow(
       expect.objectContaining({ code: ErrorCode.CONFIG }),
     );
+    // A hole in a sparse array is a missing replica, not one map() skips (close() then threw).
+    expect(() => new MemoryReplicaSet({ replicas: new Array(1) })).toThrow(
+      expect.objectContaining({ code: ErrorCode.CONFIG }),
+    );
     db = new MemoryReplicaSet();
     expect(() => db.read('nope', 'k')).toThrow(
       expect.objectContaining({ code: ErrorCode.INVALID_INPUT }),
