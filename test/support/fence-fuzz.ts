@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { expect } from 'vitest';
-import { type LeaseManager, MAX_RESOURCE_LENGTH } from '../../src/index.js';
+import { type LeaseManager, MAX_FENCING_TOKEN, MAX_RESOURCE_LENGTH } from '../../src/index.js';
 import { expectTypedError, junkArb } from './junk.js';
 
 /** A resource every fence guard and lease manager accepts (a model of `assertResource`). */
@@ -20,9 +20,14 @@ export function storableResource(resource: unknown): resource is string {
   );
 }
 
-/** True for the arguments a fence check accepts: a storable resource and a token of 0 or more. */
+/** True for the arguments a fence check accepts: a storable resource and a token in range. */
 function acceptedCheck(resource: unknown, token: unknown): boolean {
-  return storableResource(resource) && typeof token === 'bigint' && token >= 0n;
+  return (
+    storableResource(resource) &&
+    typeof token === 'bigint' &&
+    token >= 0n &&
+    token <= MAX_FENCING_TOKEN
+  );
 }
 
 /**
