@@ -99,3 +99,28 @@ export function optionsObject<T>(options: T, owner: string): T & object {
   }
   return options;
 }
+
+/**
+ * The function option `value`, or `fallback` when it is undefined; anything else is a `CONFIG`
+ * error: "`name` must be a function".
+ */
+export function functionOption<F extends (...args: never[]) => unknown>(
+  name: string,
+  value: F | undefined,
+  fallback: F,
+): F;
+export function functionOption<F extends (...args: never[]) => unknown>(
+  name: string,
+  value: F | undefined,
+): F | undefined;
+export function functionOption<F extends (...args: never[]) => unknown>(
+  name: string,
+  value: F | undefined,
+  fallback?: F,
+): F | undefined {
+  const resolved = value === undefined ? fallback : value;
+  if (resolved !== undefined && typeof resolved !== 'function') {
+    throw configError(`${name} must be a function`);
+  }
+  return resolved;
+}

@@ -1,4 +1,4 @@
-import { configError, optionsObject } from '../../src/errors.js';
+import { functionOption, optionsObject } from '../../src/errors.js';
 import type { Decision, DecisionLog, DecisionRecord } from '../../src/txn/decision-log.js';
 
 interface Stored {
@@ -25,9 +25,8 @@ export class MemoryDecisionLog implements DecisionLog {
   private readonly now: () => number;
 
   constructor(options: MemoryDecisionLogOptions = {}) {
-    const { now = Date.now } = optionsObject(options, 'MemoryDecisionLog');
-    if (typeof now !== 'function') throw configError('MemoryDecisionLog: now must be a function');
-    this.now = now;
+    const { now } = optionsObject(options, 'MemoryDecisionLog');
+    this.now = functionOption('MemoryDecisionLog: now', now, Date.now);
   }
 
   async record(

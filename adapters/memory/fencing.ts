@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { configError, optionsObject } from '../../src/errors.js';
+import { functionOption, optionsObject } from '../../src/errors.js';
 import {
   type AcquireOptions,
   assertFencingToken,
@@ -34,9 +34,8 @@ export class MemoryLeaseManager implements LeaseManager {
   readonly #leases = new Map<string, LeaseRecord>();
 
   constructor(options: MemoryLeaseManagerOptions = {}) {
-    const { now = Date.now } = optionsObject(options, 'MemoryLeaseManager');
-    if (typeof now !== 'function') throw configError('MemoryLeaseManager: now must be a function');
-    this.#now = now;
+    const { now } = optionsObject(options, 'MemoryLeaseManager');
+    this.#now = functionOption('MemoryLeaseManager: now', now, Date.now);
   }
 
   acquire(resource: string, options: AcquireOptions): Promise<Lease> {

@@ -2,6 +2,7 @@ import {
   CausewayError,
   configError,
   ErrorCode,
+  functionOption,
   invalidInput,
   optionsObject,
 } from '../../src/errors.js';
@@ -78,13 +79,12 @@ export class MemoryParticipant implements Participant {
   private nextXid = 1000n;
 
   constructor(options: MemoryParticipantOptions = {}) {
-    const { name = 'memory', now = Date.now } = optionsObject(options, 'MemoryParticipant');
+    const { name = 'memory', now } = optionsObject(options, 'MemoryParticipant');
     if (typeof name !== 'string' || name === '') {
       throw configError('MemoryParticipant: name must be a non-empty string');
     }
-    if (typeof now !== 'function') throw configError('MemoryParticipant: now must be a function');
     this.name = name;
-    this.now = now;
+    this.now = functionOption('MemoryParticipant: now', now, Date.now);
   }
 
   /** Makes the next call at `point` fail with `error` (default: a connection-like error). */

@@ -1,4 +1,4 @@
-import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
+import { CausewayError, configError, ErrorCode, functionOption, invalidInput } from '../errors.js';
 
 /** Wall times are milliseconds since the Unix epoch below 2^48 (up to the year 10889). */
 const MAX_WALL_TIME = 2 ** 48 - 1;
@@ -138,7 +138,7 @@ export class HybridLogicalClock {
     if (typeof options !== 'object' || options === null) {
       throw configError('HybridLogicalClock needs an options object');
     }
-    const { nodeId, maxOffsetMs = DEFAULT_MAX_OFFSET_MS, physicalClock = Date.now } = options;
+    const { nodeId, maxOffsetMs = DEFAULT_MAX_OFFSET_MS, physicalClock } = options;
     if (!isNodeId(nodeId)) {
       throw configError(
         'HybridLogicalClock nodeId must be 1 to 32 characters of 0-9 A-Z a-z . _ ~ -',
@@ -149,12 +149,13 @@ export class HybridLogicalClock {
         maxOffsetMs,
       });
     }
-    if (typeof physicalClock !== 'function') {
-      throw configError('HybridLogicalClock physicalClock must be a function');
-    }
     this.nodeId = nodeId;
     this.maxOffsetMs = maxOffsetMs;
-    this.#physicalClock = physicalClock;
+    this.#physicalClock = functionOption(
+      'HybridLogicalClock physicalClock',
+      physicalClock,
+      Date.now,
+    );
   }
 
   /** A timestamp for a local event or a send. */

@@ -1,4 +1,4 @@
-import { configError, invalidInput } from '../errors.js';
+import { configError, invalidInput, optionsObject } from '../errors.js';
 import type {
   CheckResult,
   Guarantee,
@@ -98,10 +98,7 @@ export function checkHistory(
 }
 
 function resolveGuarantees(options: CheckOptions): ReadonlySet<Guarantee> {
-  if (typeof options !== 'object' || options === null) {
-    throw configError('checkHistory options must be an object');
-  }
-  const { guarantees = GUARANTEES } = options;
+  const { guarantees = GUARANTEES } = optionsObject(options, 'checkHistory');
   if (!Array.isArray(guarantees)) {
     throw configError('options.guarantees must be an array of guarantee names', {
       known: GUARANTEES,

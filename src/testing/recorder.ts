@@ -1,6 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { configError, invalidInput } from '../errors.js';
+import { functionOption, invalidInput, optionsObject } from '../errors.js';
 import { assertOperation, type CheckOptions, checkHistory } from './checker.js';
 import type { CheckResult, HistoryOperation, ReadOperation, WriteOperation } from './history.js';
 
@@ -44,12 +44,8 @@ export class HistoryRecorder {
   readonly #clock: () => number;
 
   constructor(options: HistoryRecorderOptions = {}) {
-    if (typeof options !== 'object' || options === null) {
-      throw configError('HistoryRecorder options must be an object');
-    }
-    const { clock = () => performance.now() } = options;
-    if (typeof clock !== 'function') throw configError('options.clock must be a function');
-    this.#clock = clock;
+    const { clock } = optionsObject(options, 'HistoryRecorder');
+    this.#clock = functionOption('options.clock', clock, () => performance.now());
   }
 
   /** Milliseconds on the recorder's clock: take it before and after each operation. */

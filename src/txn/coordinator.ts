@@ -4,6 +4,7 @@ import {
   CausewayError,
   configError,
   ErrorCode,
+  functionOption,
   invalidInput,
   isCausewayError,
   optionsObject,
@@ -169,12 +170,6 @@ function positive(name: string, value: number | undefined, fallback: number): nu
   return resolved;
 }
 
-function optionalFunction(name: string, value: unknown): void {
-  if (value !== undefined && typeof value !== 'function') {
-    throw configError(`${name} must be a function`);
-  }
-}
-
 function warn(message: string, type: string): void {
   process.emitWarning(message, type);
 }
@@ -216,10 +211,10 @@ export class TwoPhaseCoordinator {
       }
     }
     // Callbacks and the lease manager are used long after construction: check them now.
-    optionalFunction('onHeuristic', options.onHeuristic);
-    optionalFunction('onRecoveryError', options.onRecoveryError);
+    functionOption('onHeuristic', options.onHeuristic);
+    functionOption('onRecoveryError', options.onRecoveryError);
     if (options.hooks !== undefined) {
-      optionalFunction('hooks.onStep', optionsObject(options.hooks, 'hooks').onStep);
+      functionOption('hooks.onStep', optionsObject(options.hooks, 'hooks').onStep);
     }
     if (options.leases !== undefined && typeof options.leases?.acquire !== 'function') {
       throw configError('leases must be a LeaseManager (with acquire)');
