@@ -9,16 +9,11 @@ import {
   type SessionState,
   withSession,
 } from './context.js';
+import { type ConsistencyLevel, levelName, validateLevel } from './level.js';
 import type { Position } from './position.js';
 import type { ReplicaSet } from './replica-set.js';
-import {
-  type ConsistencyLevel,
-  levelName,
-  type NoCaughtUpPolicy,
-  type RouteDecision,
-  Router,
-  validateLevel,
-} from './router.js';
+import type { RouteDecision } from './route-decision.js';
+import { type NoCaughtUpPolicy, Router } from './router.js';
 import type { SessionStore } from './session-store.js';
 import {
   checkToken,

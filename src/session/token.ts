@@ -3,8 +3,8 @@ import { trace } from '@opentelemetry/api';
 import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
 import { Attr, addToCounter, CounterName, EventName } from '../telemetry.js';
 import { currentSession, type SessionContext, type SessionState, withSession } from './context.js';
+import type { ConsistencyLevel } from './level.js';
 import type { Position } from './position.js';
-import type { ConsistencyLevel } from './router.js';
 
 /**
  * Session tokens: `base64url(payload ‖ HMAC-SHA256(payload))`, with the payload
