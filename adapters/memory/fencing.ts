@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { functionOption, optionsObject } from '../../src/errors.js';
+import { functionOption, knownOptions } from '../../src/options.js';
 import {
   type AcquireOptions,
   assertFencingToken,
@@ -34,7 +34,7 @@ export class MemoryLeaseManager implements LeaseManager {
   readonly #leases = new Map<string, LeaseRecord>();
 
   constructor(options: MemoryLeaseManagerOptions = {}) {
-    const { now } = optionsObject(options, 'MemoryLeaseManager');
+    const { now } = knownOptions(options, 'MemoryLeaseManager', ['now']);
     this.#now = functionOption('MemoryLeaseManager: now', now, Date.now);
   }
 

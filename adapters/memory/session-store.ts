@@ -1,4 +1,4 @@
-import { configError, optionsObject } from '../../src/errors.js';
+import { knownOptions, numberOption } from '../../src/options.js';
 import {
   assertSessionState,
   mergeSessionStates,
@@ -18,10 +18,9 @@ export class MemorySessionStore implements SessionStore {
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(options: MemorySessionStoreOptions = {}) {
-    this.ttlMs = optionsObject(options, 'MemorySessionStore').ttlMs ?? 120_000;
-    if (typeof this.ttlMs !== 'number' || !Number.isFinite(this.ttlMs) || this.ttlMs <= 0) {
-      throw configError('ttlMs must be a positive number', { ttlMs: options.ttlMs });
-    }
+    const { ttlMs } = knownOptions(options, 'MemorySessionStore', ['ttlMs']);
+    // At least 1 ms: the sweep runs every ttlMs.
+    this.ttlMs = numberOption('MemorySessionStore', 'ttlMs', ttlMs, 120_000, { min: 1 });
     // Expired entries are skipped on read; the sweep only bounds memory.
     this.#sweeper = setInterval(() => this.#sweep(), this.ttlMs);
     this.#sweeper.unref();

@@ -15,7 +15,7 @@ export class MemoryVersionedStore<T> extends AtomicVersionedStore<T> {
   readonly #states = new Map<string, string>();
 
   constructor(options: MemoryVersionedStoreOptions) {
-    super(options);
+    super(options, 'MemoryVersionedStore');
   }
 
   protected async load(key: string): Promise<string | undefined> {

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomFillSync } from 'node:crypto';
 import { invalidInput } from '../errors.js';
+import { knownOptions } from '../options.js';
 import { type ConsistencyLevel, DEFAULT_LEVEL, validateLevel } from './level.js';
 import { comparePositions, type Position } from './position.js';
 import type { RouteDecision } from './route-decision.js';
@@ -248,9 +249,11 @@ export interface WithSessionOptions {
 export function withSession<T>(
   session: SessionContext | SessionState | undefined,
   fn: (session: SessionContext) => T,
-  options: WithSessionOptions = {},
+  options?: WithSessionOptions,
 ): T {
-  const level = options?.level;
+  // Checked only when given: withSession runs once per request.
+  const level =
+    options === undefined ? undefined : knownOptions(options, 'withSession', ['level']).level;
   const context = session instanceof SessionContext ? session : new SessionContext(session, level);
   if (level !== undefined) context.level = validateLevel(level, 'level');
   return storage.run(context, fn, context);

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Span, trace } from '@opentelemetry/api';
 import { CausewayError, configError } from '../errors.js';
+import { booleanOption, knownOptions, oneOfOption } from '../options.js';
 import { Attr, addToCounter, CounterName, EventName } from '../telemetry.js';
 import {
   mergeSessionStates,
@@ -171,9 +172,24 @@ interface ResolvedOptions {
   readonly userKey: ((req: IncomingMessage) => string | undefined) | undefined;
 }
 
+const CONSISTENCY_OPTION_KEYS = [
+  'secret',
+  'replicaSet',
+  'router',
+  'level',
+  'onNoCaughtUp',
+  'waitTimeoutMs',
+  'onInvalidToken',
+  'ttlMs',
+  'secureCookie',
+  'cookieDomain',
+  'routeHeader',
+  'store',
+  'userKey',
+] as const satisfies readonly (keyof ConsistencyOptions)[];
+
 function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
-  if (options === null || typeof options !== 'object')
-    throw configError('consistency() needs { secret }');
+  knownOptions(options, 'consistency', CONSISTENCY_OPTION_KEYS);
   const tokens = new SessionTokens(
     options.ttlMs === undefined
       ? { secret: options.secret }
@@ -186,7 +202,7 @@ function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
     (options.onNoCaughtUp !== undefined || options.waitTimeoutMs !== undefined)
   ) {
     throw configError(
-      'onNoCaughtUp and waitTimeoutMs configure the router built here: with `router`, set them on that router',
+      'consistency: onNoCaughtUp and waitTimeoutMs configure the router built here: with `router`, set them on that router',
     );
   }
   let router = options.router;
@@ -198,21 +214,26 @@ function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
       ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
     });
   }
-  const onInvalidToken = options.onInvalidToken ?? 'fresh';
-  if (onInvalidToken !== 'fresh' && onInvalidToken !== 'reject') {
-    throw configError("onInvalidToken must be 'fresh' or 'reject'", { onInvalidToken });
-  }
+  const onInvalidToken = oneOfOption(
+    'consistency',
+    'onInvalidToken',
+    options.onInvalidToken,
+    ['fresh', 'reject'],
+    'fresh',
+  );
   const secureCookie = options.secureCookie ?? 'auto';
   if (secureCookie !== true && secureCookie !== false && secureCookie !== 'auto') {
-    throw configError("secureCookie must be true, false or 'auto'", { secureCookie });
+    throw configError("consistency: secureCookie must be true, false or 'auto'", { secureCookie });
   }
   const domain = options.cookieDomain;
   if (domain !== undefined && (typeof domain !== 'string' || !/^[A-Za-z0-9.-]+$/.test(domain))) {
-    throw configError('cookieDomain must be a host name', { cookieDomain: domain });
+    throw configError('consistency: cookieDomain must be a host name', { cookieDomain: domain });
   }
   const common = `; Path=/${domain === undefined ? '' : `; Domain=${domain}`}; HttpOnly; SameSite=Lax`;
   if (options.store !== undefined && typeof options.userKey !== 'function') {
-    throw configError('a session store needs userKey: (req) => string | undefined');
+    throw configError(
+      'consistency: userKey must be a function (req) => string | undefined with a store',
+    );
   }
   return {
     tokens,
@@ -223,7 +244,7 @@ function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
     secureCookie,
     cookieTail: `; Max-Age=${Math.floor(tokens.ttlMs / 1000)}${common}`,
     clearCookie: `${SESSION_HEADER}=; Max-Age=0${common}`,
-    routeHeader: options.routeHeader ?? false,
+    routeHeader: booleanOption('consistency', 'routeHeader', options.routeHeader, false),
     store: options.store,
     userKey: options.store === undefined ? undefined : options.userKey,
   };

@@ -1,5 +1,6 @@
 import { type Attributes, type Span, trace } from '@opentelemetry/api';
 import { CausewayError, configError, ErrorCode } from '../errors.js';
+import { knownOptions, numberOption, oneOfOption } from '../options.js';
 import {
   Attr,
   addToCounter,
@@ -59,6 +60,16 @@ export interface RouterOptions {
   telemetry?: RouteTelemetry;
 }
 
+const ROUTER_OPTION_KEYS = [
+  'replicaSet',
+  'level',
+  'onNoCaughtUp',
+  'waitTimeoutMs',
+  'telemetry',
+] as const satisfies readonly (keyof RouterOptions)[];
+const NO_CAUGHT_UP_POLICIES: readonly NoCaughtUpPolicy[] = ['leader', 'wait', 'error'];
+const ROUTE_TELEMETRY: readonly RouteTelemetry[] = ['event', 'span', 'none'];
+
 const REPLICA_REASONS: ReadonlySet<RouteReason> = new Set([
   'sticky',
   'caught-up',
@@ -86,23 +97,23 @@ export class Router {
   #turn = 0;
 
   constructor(options: RouterOptions) {
-    if (options === null || typeof options !== 'object' || options.replicaSet === undefined) {
-      throw configError('Router needs { replicaSet }');
-    }
-    this.replicaSet = options.replicaSet;
-    this.level = validateLevel(options.level ?? 'read-your-writes', 'level');
-    this.onNoCaughtUp = oneOf(options.onNoCaughtUp ?? 'leader', 'onNoCaughtUp', [
+    const { replicaSet, level, onNoCaughtUp, waitTimeoutMs, telemetry } = knownOptions(
+      options,
+      'Router',
+      ROUTER_OPTION_KEYS,
+    );
+    if (replicaSet === undefined) throw configError('Router: replicaSet is required');
+    this.replicaSet = replicaSet;
+    this.level = validateLevel(level ?? 'read-your-writes', 'level');
+    this.onNoCaughtUp = oneOfOption(
+      'Router',
+      'onNoCaughtUp',
+      onNoCaughtUp,
+      NO_CAUGHT_UP_POLICIES,
       'leader',
-      'wait',
-      'error',
-    ]);
-    this.waitTimeoutMs = options.waitTimeoutMs ?? 500;
-    if (!Number.isFinite(this.waitTimeoutMs) || this.waitTimeoutMs < 0) {
-      throw configError('waitTimeoutMs must be a finite number >= 0', {
-        waitTimeoutMs: options.waitTimeoutMs,
-      });
-    }
-    this.telemetry = oneOf(options.telemetry ?? 'event', 'telemetry', ['event', 'span', 'none']);
+    );
+    this.waitTimeoutMs = numberOption('Router', 'waitTimeoutMs', waitTimeoutMs, 500, { min: 0 });
+    this.telemetry = oneOfOption('Router', 'telemetry', telemetry, ROUTE_TELEMETRY, 'event');
   }
 
   /**
@@ -320,15 +331,6 @@ export function decisionAttributes(decision: RouteDecision): Attributes {
   if (decision.waitedMs !== undefined) attributes[Attr.WAIT_MS] = decision.waitedMs;
   if (decision.lagMs !== undefined) attributes[Attr.LAG] = decision.lagMs;
   return attributes;
-}
-
-function oneOf<T extends string>(value: T, option: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value)) {
-    throw configError(`${option} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`, {
-      [option]: value,
-    });
-  }
-  return value;
 }
 
 function toLeader(leader: NodeStatus, reason: RouteReason, level: ConsistencyLevel): RouteDecision {

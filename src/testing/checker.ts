@@ -1,4 +1,5 @@
-import { configError, invalidInput, optionsObject } from '../errors.js';
+import { configError, invalidInput } from '../errors.js';
+import { knownOptions } from '../options.js';
 import type {
   CheckResult,
   Guarantee,
@@ -98,16 +99,16 @@ export function checkHistory(
 }
 
 function resolveGuarantees(options: CheckOptions): ReadonlySet<Guarantee> {
-  const { guarantees = GUARANTEES } = optionsObject(options, 'checkHistory');
+  const { guarantees = GUARANTEES } = knownOptions(options, 'checkHistory', ['guarantees']);
   if (!Array.isArray(guarantees)) {
-    throw configError('options.guarantees must be an array of guarantee names', {
+    throw configError('checkHistory: guarantees must be an array of guarantee names', {
       known: GUARANTEES,
     });
   }
   for (const guarantee of guarantees) {
     if (!GUARANTEES.includes(guarantee)) {
       const name = typeof guarantee === 'string' ? JSON.stringify(guarantee) : typeof guarantee;
-      throw configError(`Unknown guarantee ${name}`, {
+      throw configError(`checkHistory: unknown guarantee ${name}`, {
         known: GUARANTEES,
       });
     }

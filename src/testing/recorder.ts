@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { functionOption, invalidInput, optionsObject } from '../errors.js';
+import { invalidInput } from '../errors.js';
+import { functionOption, knownOptions } from '../options.js';
 import { assertOperation, type CheckOptions, checkHistory } from './checker.js';
 import type { CheckResult, HistoryOperation, ReadOperation, WriteOperation } from './history.js';
 
@@ -44,8 +45,8 @@ export class HistoryRecorder {
   readonly #clock: () => number;
 
   constructor(options: HistoryRecorderOptions = {}) {
-    const { clock } = optionsObject(options, 'HistoryRecorder');
-    this.#clock = functionOption('options.clock', clock, () => performance.now());
+    const { clock } = knownOptions(options, 'HistoryRecorder', ['clock']);
+    this.#clock = functionOption('HistoryRecorder: clock', clock, () => performance.now());
   }
 
   /** Milliseconds on the recorder's clock: take it before and after each operation. */
