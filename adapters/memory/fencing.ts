@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { functionOption, knownOptions } from '../../src/options.js';
 import {
   type AcquireOptions,
   assertFencingToken,
@@ -12,7 +11,8 @@ import {
   staleFencingToken,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/txn/fencing.js';
+} from '../../src/fencing/token.js';
+import { functionOption, knownOptions } from '../../src/options.js';
 
 export interface MemoryLeaseManagerOptions {
   /** The clock leases expire by, in epoch milliseconds. Default: `Date.now`. */

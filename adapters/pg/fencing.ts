@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { booleanOption, knownOptions } from '../../src/options.js';
 import {
   type AcquireOptions,
   assertFencingToken,
@@ -12,7 +11,8 @@ import {
   staleFencingToken,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/txn/fencing.js';
+} from '../../src/fencing/token.js';
+import { booleanOption, knownOptions } from '../../src/options.js';
 import {
   connectClient,
   type PgQueryable,

@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { CausewayError, configError, ErrorCode } from '../../src/errors.js';
-import { knownOptions, stringOption } from '../../src/options.js';
 import {
   type AcquireOptions,
   assertFencingToken,
@@ -13,7 +12,8 @@ import {
   staleFencingToken,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/txn/fencing.js';
+} from '../../src/fencing/token.js';
+import { knownOptions, stringOption } from '../../src/options.js';
 
 /**
  * Fencing on Redis. Every step is one Lua script, so the server runs it without interleaving,

@@ -1,6 +1,6 @@
 import { configError, ErrorCode, invalidInput, isCausewayError } from '../errors.js';
 import { knownOptions } from '../options.js';
-import { assertResource, type FenceGuard, parseFencingToken } from './fencing.js';
+import { assertResource, type FenceGuard, parseFencingToken } from './token.js';
 
 /** Default request header that carries the caller's fencing token (a decimal string). */
 export const DEFAULT_FENCING_TOKEN_HEADER = 'causeway-fencing-token';
