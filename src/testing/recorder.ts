@@ -2,7 +2,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { invalidInput } from '../errors.js';
 import { functionOption, knownOptions } from '../options.js';
-import { assertOperation, type CheckOptions, checkHistory } from './checker.js';
+import { type CheckOptions, checkHistory } from './checker.js';
+import { assertOperation } from './checker-input.js';
 import type { CheckResult, HistoryOperation, ReadOperation, WriteOperation } from './history.js';
 
 /** The JSON form of a recorded history (`toJSON()`, `save()`, `fromJSON()`, `load()`). */
