@@ -12,7 +12,10 @@ const KNOWN_LONG = [
   'adapters/pg/replica-set.ts',
   'adapters/pg/replicated-pool.ts',
   'src/txn/coordinator.ts',
+  'test/chaos/workloads/fencing.ts',
+  'test/chaos/workloads/sessions.ts',
   'test/chaos/workloads/two-phase.ts',
+  'test/harness/cluster.ts',
   'test/integration/session/pg-pool.test.ts',
   'test/unit/txn/coordinator.test.ts',
 ];
