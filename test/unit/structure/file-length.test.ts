@@ -15,7 +15,6 @@ const KNOWN_LONG = [
   'test/chaos/workloads/fencing.ts',
   'test/chaos/workloads/sessions.ts',
   'test/chaos/workloads/two-phase.ts',
-  'test/harness/cluster.ts',
   'test/integration/session/pg-pool.test.ts',
   'test/unit/txn/coordinator.test.ts',
 ];
