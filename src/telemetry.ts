@@ -143,6 +143,8 @@ export function recordError(span: Span, error: unknown): void {
 export const NearCacheSpanName = {
   /** A snapshot: slot created, tables loaded, stream started (attributes: rows, position). */
   SNAPSHOT: 'causeway.near_cache.snapshot',
+  /** A background check of the slot and the primary's history (carries the position event). */
+  SLOT_CHECK: 'causeway.near_cache.slot_check',
 } as const;
 export type NearCacheSpanName = (typeof NearCacheSpanName)[keyof typeof NearCacheSpanName];
 

@@ -229,7 +229,7 @@ export class NearCache {
     await this.#snapshot();
     if (this.#options.slotCheckIntervalMs > 0) {
       this.#checkTimer = setInterval(() => {
-        this.checkSlot().catch(() => {});
+        withSpan(NearCacheSpanName.SLOT_CHECK, {}, () => this.checkSlot()).catch(() => {});
       }, this.#options.slotCheckIntervalMs);
       this.#checkTimer.unref();
     }
