@@ -22,6 +22,7 @@ import {
   dropSlot,
   type History,
   type LoadedSnapshot,
+  loadReplicationClient,
   readSlot,
 } from './replication.js';
 import { describeTable, publicationTables, quoteIdentifier, type TableRequest } from './schema.js';
@@ -191,6 +192,7 @@ export class NearCache {
   }
 
   async #start(): Promise<void> {
+    await loadReplicationClient();
     const { tables, publication } = this.#options;
     const published =
       publication === undefined ? undefined : await publicationTables(this.#admin, publication);
@@ -265,8 +267,9 @@ export class NearCache {
         lsn: loaded.consistentLsn,
         heardAt: performance.now(),
       };
+      const client = await loadReplicationClient();
       if (this.#state === 'closed') return;
-      const stream = new ChangeStream(connection, {
+      const stream = new ChangeStream(client, connection, {
         onRelation: (relation) =>
           this.#guard(generation, 'undecodable', () => checkRelation(byOid, relation)),
         onCommit: (changes, endLsn) => this.#onCommit(generation, changes, endLsn),
@@ -281,15 +284,15 @@ export class NearCache {
       this.#state = 'live';
       this.#staleReason = undefined;
       this.#error = undefined;
+      this.#retryDelayMs = this.#options.retryDelayMs;
+      this.#snapshots++;
+      addToCounter(NearCacheCounterName.SNAPSHOTS);
       await stream.start(slotName, this.#publication);
       // close() may have run while the stream started.
       if ((this.#state as NearCacheState) === 'closed') {
         await stream.stop();
         return;
       }
-      this.#retryDelayMs = this.#options.retryDelayMs;
-      this.#snapshots++;
-      addToCounter(NearCacheCounterName.SNAPSHOTS);
       span.setAttributes({
         [NearCacheAttr.ROWS]: loaded.rows,
         [NearCacheAttr.POSITION]: `${generation.history.epoch}/${generation.lsn.toString(16)}`,

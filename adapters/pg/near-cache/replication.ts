@@ -3,8 +3,8 @@
 // misses nor repeats a change), then the slot's pgoutput stream through pg-logical-replication.
 import { getHeapStatistics } from 'node:v8';
 import pg from 'pg';
-import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
-import { configError } from '../../../src/errors.js';
+import type { LogicalReplicationService } from 'pg-logical-replication';
+import { CausewayError, configError, ErrorCode } from '../../../src/errors.js';
 import { formatLsn, parseLsn } from '../replica-set.js';
 import type { PgQueryable } from '../sql.js';
 import {
@@ -244,6 +244,27 @@ export interface StreamRelation {
   readonly columns: readonly { readonly name: string; readonly typeOid: number }[];
 }
 
+/** The stream client's module (an optional peer dependency, loaded on first use). */
+export type ReplicationClient = typeof import('pg-logical-replication');
+
+let replicationClient: Promise<ReplicationClient> | undefined;
+
+/**
+ * Loads `pg-logical-replication`, so that `causeway/pg` itself loads without it; missing, it is
+ * a `CONFIG` error saying what to install.
+ */
+export function loadReplicationClient(): Promise<ReplicationClient> {
+  replicationClient ??= import('pg-logical-replication').catch((error: unknown) => {
+    replicationClient = undefined;
+    throw new CausewayError(
+      ErrorCode.CONFIG,
+      'NearCache needs the optional peer dependency pg-logical-replication (npm install pg-logical-replication)',
+      { cause: error },
+    );
+  });
+  return replicationClient;
+}
+
 /** Milliseconds between status updates (the server drops a silent client after 60 s). */
 const STATUS_INTERVAL_MS = 1000;
 
@@ -256,14 +277,16 @@ const STATUS_INTERVAL_MS = 1000;
 export class ChangeStream {
   readonly #service: LogicalReplicationService;
   readonly #handlers: StreamHandlers;
+  readonly #client: ReplicationClient;
   #pending: StreamChange[] | undefined;
   #applied = 0n;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
-  constructor(config: pg.ClientConfig, handlers: StreamHandlers) {
+  constructor(client: ReplicationClient, config: pg.ClientConfig, handlers: StreamHandlers) {
     this.#handlers = handlers;
-    this.#service = new LogicalReplicationService(config, {
+    this.#client = client;
+    this.#service = new client.LogicalReplicationService(config, {
       // Acknowledged by the cache after it applied a commit, never on receipt.
       acknowledge: { auto: false, timeoutSeconds: 0 },
     });
@@ -279,7 +302,10 @@ export class ChangeStream {
   start(slot: string, publication: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.#service.once('start', () => resolve());
-      const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [publication] });
+      const plugin = new this.#client.PgoutputPlugin({
+        protoVersion: 1,
+        publicationNames: [publication],
+      });
       this.#service.subscribe(plugin, slot).then(
         () => this.#fail(new Error('the replication stream ended')),
         (error: unknown) => {
