@@ -4,7 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NearCache } from '../../../adapters/pg/near-cache/index.js';
 import type { ReplicatedPool } from '../../../adapters/pg/replicated-pool.js';
 import { SessionContext, withSession } from '../../../src/session/context.js';
-import { type Article, createArticles, env, openCache, routedPool } from './support.js';
+import {
+  type Article,
+  createArticles,
+  env,
+  openCache,
+  primaryPosition,
+  routedPool,
+} from './support.js';
 
 let db: pg.Pool;
 let pool: ReplicatedPool;
@@ -85,10 +92,29 @@ describe('near cache: failures', () => {
     }
   });
 
-  it('reports the slot lag and WAL status', async () => {
+  it('acknowledges what it applied (the slot frees WAL) and reports the lag and WAL status', async () => {
     const table = await createArticles(db, 3);
     const cache = await openCache(table, pool);
     try {
+      await db.query(`UPDATE ${table} SET version = 5 WHERE id = 1`);
+      const written = await primaryPosition(db);
+      await expect
+        .poll(() => (cache.status().position?.lsn ?? 0n) >= written.lsn, { timeout: 10_000 })
+        .toBe(true);
+      // Status updates go out every second: the slot's confirmed position follows the cache's.
+      await expect
+        .poll(
+          async () => {
+            const { rows } = await db.query(
+              'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1',
+              [cache.slotName],
+            );
+            const [high, low] = String(rows[0].lsn).split('/');
+            return ((BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`)) >= written.lsn;
+          },
+          { timeout: 10_000 },
+        )
+        .toBe(true);
       await cache.checkSlot();
       const status = cache.status();
       expect(['reserved', 'extended']).toContain(status.walStatus);
