@@ -4,6 +4,7 @@ export * from './fencing.js';
 export type {
   CachedRow,
   NearCacheAnswer,
+  NearCacheKey,
   NearCacheOptions,
   NearCacheReason,
   NearCacheStaleReason,

@@ -30,18 +30,22 @@ export class Fallthrough {
   readonly #pool: PgQueryablePool;
   readonly #routed: boolean;
   readonly #tickets = new AsyncLocalStorage<RouteTicket>();
+  // The pool emits 'route' in the async context of the query that caused it; the last one wins
+  // (a replica that failed is retried on the leader).
+  readonly #onRoute = (event: PoolRouteEvent) => {
+    const ticket = this.#tickets.getStore();
+    if (ticket !== undefined) ticket.event = event;
+  };
 
   constructor(pool: PgQueryablePool) {
     this.#pool = pool;
     this.#routed = pool instanceof ReplicatedPool;
-    if (pool instanceof ReplicatedPool) {
-      // The pool emits 'route' in the async context of the query that caused it; the last one
-      // wins (a replica that failed is retried on the leader).
-      pool.on('route', (event: PoolRouteEvent) => {
-        const ticket = this.#tickets.getStore();
-        if (ticket !== undefined) ticket.event = event;
-      });
-    }
+    if (pool instanceof ReplicatedPool) pool.on('route', this.#onRoute);
+  }
+
+  /** Stops listening to the pool (which stays open: it is the caller's). */
+  close(): void {
+    if (this.#pool instanceof ReplicatedPool) this.#pool.off('route', this.#onRoute);
   }
 
   /** Runs `sql` in the current session's context. */

@@ -3,5 +3,5 @@
 export { NearCache } from './near-cache.js';
 export type { NearCacheOptions, NearCacheTableOption } from './options.js';
 export type { NearCacheStaleReason, NearCacheState, NearCacheStatus } from './status.js';
-export type { NearCacheAnswer, NearCacheReason, NearCacheTable } from './table.js';
+export type { NearCacheAnswer, NearCacheKey, NearCacheReason, NearCacheTable } from './table.js';
 export type { CachedRow } from './table-store.js';

@@ -189,6 +189,7 @@ export class NearCache {
         .catch(() => {});
     }
     await this.#admin.end().catch(() => {});
+    this.#fallthrough.close();
   }
 
   async #start(): Promise<void> {

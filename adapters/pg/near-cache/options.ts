@@ -35,7 +35,10 @@ export interface NearCacheOptions {
    * drops it on `close()`.
    */
   publication?: string;
-  /** The logical replication slot's name. Default `causeway_near_cache_` and 8 random hex digits. */
+  /**
+   * The logical replication slot's name. Default `causeway_near_cache_` and 8 random hex digits.
+   * One cache per slot: a re-snapshot drops the slot of that name, ending whoever streams it.
+   */
   slotName?: string;
   /** Level of reads outside any session. Default `'eventual'` (answered from memory). */
   level?: ConsistencyLevel;

@@ -5,6 +5,7 @@ import { getHeapStatistics } from 'node:v8';
 import pg from 'pg';
 import type { LogicalReplicationService } from 'pg-logical-replication';
 import { CausewayError, configError, ErrorCode } from '../../../src/errors.js';
+import { withTimeout } from '../../../src/util/timers.js';
 import { formatLsn, parseLsn } from '../replica-set.js';
 import type { PgQueryable } from '../sql.js';
 import {
@@ -265,6 +266,9 @@ export function loadReplicationClient(): Promise<ReplicationClient> {
   return replicationClient;
 }
 
+/** Longest wait for the replication connection to end on `stop()`. */
+const STOP_TIMEOUT_MS = 5000;
+
 /** Milliseconds between status updates (the server drops a silent client after 60 s). */
 const STATUS_INTERVAL_MS = 1000;
 
@@ -333,7 +337,12 @@ export class ChangeStream {
     if (this.#stopped) return;
     this.#stopped = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
-    await this.#service.destroy().catch(() => {});
+    // Ending a connection to a server that vanished can wait for a TCP timeout: not close()'s.
+    await withTimeout(
+      this.#service.destroy(),
+      STOP_TIMEOUT_MS,
+      () => new Error('stop timed out'),
+    ).catch(() => {});
   }
 
   #sendStatus(replyRequested: boolean): void {

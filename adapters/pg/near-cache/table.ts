@@ -45,6 +45,9 @@ export interface NearCacheAnswer<T> {
   readonly position?: Position;
 }
 
+/** A key or index value: one column's value, or the columns as an object. */
+export type NearCacheKey<Row> = string | number | bigint | boolean | Date | null | Partial<Row>;
+
 /** What a table needs from its cache (internal). */
 export interface CacheCore {
   live(): boolean;
@@ -82,7 +85,7 @@ export class NearCacheTable<Row extends object> {
   }
 
   /** The row with primary key `key` (the value, or `{ column: value }` for a composite key). */
-  get(key: unknown): Promise<NearCacheAnswer<Readonly<Row> | undefined>> {
+  get(key: NearCacheKey<Row>): Promise<NearCacheAnswer<Readonly<Row> | undefined>> {
     return this.#read(
       (store) => store.get(store.keyFromInput(key)) as Readonly<Row> | undefined,
       (store) => {
@@ -94,7 +97,10 @@ export class NearCacheTable<Row extends object> {
   }
 
   /** The rows whose `index` columns equal `values` (a value for a one-column index, else an object). */
-  lookup(index: string, values: unknown): Promise<NearCacheAnswer<readonly Readonly<Row>[]>> {
+  lookup(
+    index: string,
+    values: NearCacheKey<Row>,
+  ): Promise<NearCacheAnswer<readonly Readonly<Row>[]>> {
     return this.#read(
       (store) => store.lookup(index, store.indexKeyFromInput(index, values)) as Readonly<Row>[],
       (store) => {
