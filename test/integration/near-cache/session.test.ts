@@ -76,6 +76,21 @@ describe('near cache: reads honour the session', () => {
     expect(answer).toMatchObject({ source: 'near-cache', reason: 'eventual' });
   });
 
+  it('a staleness bound: from memory when heard from within it, else after asking the server', async () => {
+    const loose = await withSession(
+      new SessionContext({ id: 'loose' }, { maxStalenessMs: 60_000 }),
+      () => articles().get(5),
+    );
+    expect(loose).toMatchObject({ source: 'near-cache', reason: 'within-staleness' });
+    // A bound of 0 is never met at once: the cache asks the server for a keepalive and answers
+    // when it arrives (the cache then heard from the primary after the read began).
+    const tight = await withSession(
+      new SessionContext({ id: 'tight' }, { maxStalenessMs: 0 }),
+      () => articles().get(5),
+    );
+    expect(tight).toMatchObject({ source: 'near-cache', reason: 'waited' });
+  });
+
   it('strong goes to the primary and raises the read floor', async () => {
     const session = new SessionContext({ id: 'strong' }, 'strong');
     const answer = await withSession(session, () => articles().lookup('bySlug', 'slug-6'));
