@@ -158,7 +158,7 @@ export const NearCacheEventName = {
 } as const;
 
 export const NearCacheAttr = {
-  /** The cache's position as `epoch/lsn` text (e.g. `1/16B374D8`). */
+  /** The cache's position as `epoch/lsn` text, the lsn in hexadecimal (e.g. `1/16b374d8`). */
   POSITION: 'causeway.near_cache.position',
   ROWS: 'causeway.near_cache.rows',
 } as const;

@@ -31,7 +31,6 @@ import { type CacheCore, NearCacheTable } from './table.js';
 import type { TableStore } from './table-store.js';
 
 interface Generation {
-  readonly id: number;
   readonly history: History;
   readonly stores: ReadonlyMap<string, TableStore>;
   readonly byOid: ReadonlyMap<number, TableStore>;
@@ -69,7 +68,6 @@ export class NearCache {
   #publication = '';
   #ownsPublication = false;
   #generation: Generation | undefined;
-  #generations = 0;
   #state: NearCacheState = 'loading';
   #staleReason: NearCacheStaleReason | undefined;
   #error: unknown;
@@ -258,7 +256,6 @@ export class NearCache {
       const byOid = new Map<number, TableStore>();
       for (const store of loaded.stores.values()) byOid.set(store.schema.oid, store);
       const generation: Generation = {
-        id: ++this.#generations,
         history: loaded.history,
         stores: loaded.stores,
         byOid,
