@@ -40,6 +40,8 @@ INSERT INTO posts SELECT i, 1 + i % 12, 'post ' || i, ARRAY['t' || i % 4, 'all']
 CREATE FUNCTION label(id int) RETURNS text STABLE LANGUAGE sql
   AS $$ SELECT name FROM ${CORPUS_SCHEMA}.users WHERE users.id = label.id $$;
 CREATE FUNCTION twice(n int) RETURNS int IMMUTABLE LANGUAGE sql AS $$ SELECT n * 2 $$;
+CREATE FUNCTION ticket(u users) RETURNS bigint VOLATILE LANGUAGE sql
+  AS $$ SELECT nextval('${CORPUS_SCHEMA}.ticket_seq') $$;
 CREATE FUNCTION bump(n int) RETURNS int VOLATILE LANGUAGE sql
   AS $$ UPDATE ${CORPUS_SCHEMA}.posts SET score = score WHERE id = -n RETURNING n $$;
 `;
@@ -112,6 +114,7 @@ const primaryOnlyExpression = pick(
   'txid_current()',
   'pg_current_xact_id()',
   'bump(u.id)',
+  'u.ticket',
   '"pg_try_advisory_lock"(u.id + 3000)',
   "setval('ticket_seq', 5)",
   'pg_is_in_recovery()',

@@ -29,6 +29,12 @@ export interface StatementFacts {
   readonly refusal: string | undefined;
   /** Functions it calls (to look up in `pg_proc`). */
   readonly calls: readonly FunctionCall[];
+  /**
+   * Last names of qualified column references (`u.total`): PostgreSQL calls `total(u)` when the
+   * row has no such column (functional notation), so a one-argument volatile function of that
+   * name must keep the statement on the primary.
+   */
+  readonly attributes: readonly string[];
   /** Operators it uses (to look up in `pg_operator`), `=` for a simple `CASE`. */
   readonly operators: readonly QualifiedName[];
   /** Types it casts to (an input or cast function runs). */
@@ -197,6 +203,7 @@ export function analyseStatement(statement: PgNode): StatementFacts {
     command,
     refusal: walker.refusal,
     calls: walker.calls,
+    attributes: walker.attributes,
     operators: walker.operators,
     casts: walker.casts,
     beginsReadOnlyTransaction: false,
@@ -208,6 +215,7 @@ function refused(command: string, refusal: string | undefined): StatementFacts {
     command,
     refusal,
     calls: [],
+    attributes: [],
     operators: [],
     casts: [],
     beginsReadOnlyTransaction: false,
@@ -256,6 +264,7 @@ function qualified(parts: string[] | undefined): QualifiedName | undefined {
 class QueryWalker {
   refusal: string | undefined;
   readonly calls: FunctionCall[] = [];
+  readonly attributes: string[] = [];
   readonly operators: QualifiedName[] = [];
   readonly casts: QualifiedName[] = [];
 
@@ -300,6 +309,13 @@ class QueryWalker {
         return;
       }
       this.casts.push(target);
+    } else if (type === 'ColumnRef' || type === 'A_Indirection') {
+      // `u.total`, `(u).total`: a column, or the function total(u).
+      const parts = type === 'ColumnRef' ? fields['fields'] : fields['indirection'];
+      const last = Array.isArray(parts) ? nodeOf(parts.at(-1)) : undefined;
+      const qualifiedRef = type === 'A_Indirection' || (Array.isArray(parts) && parts.length > 1);
+      const name = last?.type === 'String' ? last.fields['sval'] : undefined;
+      if (qualifiedRef && typeof name === 'string') this.attributes.push(name);
     } else if (type === 'CaseExpr' && fields['arg'] !== undefined) {
       this.operator(['=']); // CASE x WHEN y compares with x = y
     }

@@ -222,6 +222,14 @@ export class SqlClassifier {
         return { reason: `calls unknown function ${name}()`, final: true };
       }
     }
+    for (const name of facts.attributes) {
+      if (this.#extraFunctions.has(name)) continue;
+      if (this.#catalog === undefined) return { reason: 'catalog not loaded', final: false };
+      // Most are columns: only a volatile one-argument function of that name matters.
+      if (this.#catalog.functionProblem({ schema: undefined, name, args: 1 }) === 'volatile') {
+        return { reason: `may call ${name}() by attribute notation`, final: true };
+      }
+    }
     for (const operator of facts.operators) {
       if (this.#catalog === undefined) return { reason: 'catalog not loaded', final: false };
       const problem = this.#catalog.operatorProblem(operator);

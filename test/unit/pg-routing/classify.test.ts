@@ -54,6 +54,10 @@ const TABLE: ReadonlyArray<readonly [string, boolean]> = [
   ['SELECT public.lookup(1)', true],
   ['SELECT app.lookup(1)', false],
   ['SELECT concat(a, b, c, d)', true],
+  // functional notation: u.touch_row is touch_row(u) when users has no such column
+  ['SELECT u.touch_row FROM users u', false],
+  ['SELECT (u).touch_row FROM users u', false],
+  ['SELECT u.name, u.report_total FROM users u', true],
   ['SELECT a === b FROM t', false],
   ['SELECT a OPERATOR(pg_catalog.=) b FROM t', true],
   ['SELECT a OPERATOR(public.=) b FROM t', false],
