@@ -59,6 +59,11 @@ describe('a 2PC branch refuses transaction control and session effects (issue 11
     'SELECT "pg_advisory_lock"(1)',
     'SELECT pg_catalog."pg_try_advisory_lock_shared"(1)',
     'SELECT U&"pg_adv\\0069sory_lock"(1)',
+    'CREATE TEMP TABLE scratch (a int)',
+    'SELECT 1 INTO TEMPORARY scratch',
+    'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
+    'LISTEN channel',
+    "SELECT pg_notify('channel', 'x')",
   ])('%s', async (sql) => {
     await expect(assertPreparable(sql)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
   });
