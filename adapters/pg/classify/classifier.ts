@@ -184,6 +184,9 @@ export class SqlClassifier {
   }
 
   #classifyUncached(sql: string): Judged {
+    // The parser reads a C string: a NUL would hide whatever follows it.
+    if (sql.includes('\0'))
+      return { verdict: unknownText('contains a NUL character'), final: true };
     const parsed = parseSql(sql);
     if (parsed === undefined) return { verdict: unknownText('parser not ready'), final: false };
     if (!parsed.ok) return { verdict: unknownText(parsed.reason), final: true };

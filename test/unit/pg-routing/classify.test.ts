@@ -90,6 +90,7 @@ const TABLE: ReadonlyArray<readonly [string, boolean]> = [
   ['SELECT 1; SELECT 2', false],
   ['SELECT 1; DELETE FROM users', false],
   ["SELECT 1; SELECT ';'", false],
+  ['SELECT 1\0; DELETE FROM users', false],
   // everything else goes to the primary
   ['INSERT INTO users (name) VALUES ($1)', false],
   ['UPDATE users SET name = $1', false],
