@@ -129,6 +129,20 @@ const BETWEEN_KINDS: ReadonlySet<string> = new Set([
   'AEXPR_NOT_BETWEEN_SYM',
 ]);
 
+/**
+ * Clauses that compare values without naming an operator: sorting uses the type's `<`/`>`,
+ * grouping, `DISTINCT`, set operations and `USING` joins its `=` (and `<` when sorted).
+ */
+const IMPLICIT_COMPARISONS: ReadonlyArray<readonly [string, readonly string[]]> = [
+  ['sortClause', ['<', '>']],
+  ['orderClause', ['<', '>']],
+  ['agg_order', ['<', '>']],
+  ['groupClause', ['=', '<']],
+  ['distinctClause', ['=', '<']],
+  ['partitionClause', ['=']],
+  ['usingClause', ['=']],
+];
+
 const TRANSACTION_COMMANDS: Readonly<Record<string, string>> = {
   TRANS_STMT_BEGIN: 'begin',
   TRANS_STMT_START: 'start',
@@ -322,10 +336,18 @@ class QueryWalker {
     this.fields(fields);
   }
 
+  readonly #seenOperators = new Set<string>();
+
   operator(parts: string[] | undefined): void {
     const name = qualified(parts);
-    if (name === undefined) this.refusal = 'uses an operator by an unresolvable name';
-    else this.operators.push(name);
+    if (name === undefined) {
+      this.refusal = 'uses an operator by an unresolvable name';
+      return;
+    }
+    const key = `${name.schema ?? ''}.${name.name}`;
+    if (this.#seenOperators.has(key)) return;
+    this.#seenOperators.add(key);
+    this.operators.push(name);
   }
 
   fields(fields: PgNode): void {
@@ -342,6 +364,14 @@ class QueryWalker {
     // `ORDER BY x USING <` and `x = ANY (SELECT ...)` name operators in these fields.
     if (fields['useOp'] !== undefined) this.operator(nameParts(fields['useOp']));
     if (fields['operName'] !== undefined) this.operator(nameParts(fields['operName']));
+    for (const [clause, operators] of IMPLICIT_COMPARISONS) {
+      if (fields[clause] !== undefined) for (const operator of operators) this.operator([operator]);
+    }
+    const setOperation = typeof fields['op'] === 'string' && fields['op'] !== 'SETOP_NONE';
+    if (setOperation || fields['isNatural'] === true || fields['agg_distinct'] === true) {
+      this.operator(['=']);
+      this.operator(['<']);
+    }
     for (const child of Object.values(fields)) this.walk(child);
   }
 }

@@ -47,22 +47,26 @@ const OPERATORS: ReadonlyArray<readonly [string, string, string]> = [
   ['public', '===', 'v'],
 ];
 
-/** The fixture as `CATALOG_SQL` returns it, with `extra` functions appended. */
-export function fixtureCatalogRow(extra: typeof FUNCTIONS = []) {
+/** The fixture as `CATALOG_SQL` returns it, with `extra` functions and operators appended. */
+export function fixtureCatalogRow(
+  extra: typeof FUNCTIONS = [],
+  extraOperators: typeof OPERATORS = [],
+) {
   return {
     functions: [...FUNCTIONS, ...extra],
-    operators: OPERATORS,
+    operators: [...OPERATORS, ...extraOperators],
     volatile_casts: [['public', 'stamped']],
-    fingerprint: `fixture-${extra.length}`,
+    fingerprint: `fixture-${extra.length}-${extraOperators.length}`,
   };
 }
 
-/** A classifier on the fixture catalog, ready to classify. */
+/** A classifier on the fixture catalog (plus `extraOperators`), ready to classify. */
 export async function fixtureClassifier(
   options: SqlClassifierOptions = {},
+  extraOperators: typeof OPERATORS = [],
 ): Promise<SqlClassifier> {
   const classifier = new SqlClassifier(options);
-  classifier.useCatalog(async () => ({ rows: [fixtureCatalogRow()] }));
+  classifier.useCatalog(async () => ({ rows: [fixtureCatalogRow([], extraOperators)] }));
   await classifier.ready();
   return classifier;
 }

@@ -208,6 +208,28 @@ describe('SqlClassifier on a catalog', () => {
     expect(reloading.classify('SELECT created_later(1)').readOnly).toBe(true);
   });
 
+  it('counts the comparisons sorting, grouping and set operations make without naming them', async () => {
+    // A user type whose `<` and `=` are volatile: any statement that may compare with them stays.
+    const shady = await fixtureClassifier({}, [
+      ['shady', '<', 'v'],
+      ['shady', '=', 'v'],
+    ]);
+    for (const sql of [
+      'SELECT a FROM t ORDER BY a',
+      'SELECT DISTINCT a FROM t',
+      'SELECT a, count(*) FROM t GROUP BY a',
+      'SELECT a FROM t UNION SELECT a FROM u',
+      'SELECT * FROM t JOIN u USING (id)',
+      'SELECT * FROM t NATURAL JOIN u',
+      'SELECT row_number() OVER (PARTITION BY a) FROM t',
+      'SELECT count(DISTINCT a) FROM t',
+    ]) {
+      expect(shady.classify(sql).readOnly, sql).toBe(false);
+      expect(classifier.classify(sql).readOnly, sql).toBe(true);
+    }
+    expect(shady.classify('SELECT a FROM t').readOnly).toBe(true);
+  });
+
   it('remembers texts a replica refused as writes', async () => {
     const remembering = await fixtureClassifier();
     const sql = 'SELECT * FROM view_with_a_writing_rule';
