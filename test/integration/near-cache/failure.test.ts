@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NearCache } from '../../../adapters/pg/near-cache/index.js';
+import { parseLsn } from '../../../adapters/pg/replica-set.js';
 import type { ReplicatedPool } from '../../../adapters/pg/replicated-pool.js';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import {
@@ -109,8 +110,7 @@ describe('near cache: failures', () => {
               'SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1',
               [cache.slotName],
             );
-            const [high, low] = String(rows[0].lsn).split('/');
-            return ((BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`)) >= written.lsn;
+            return parseLsn(String(rows[0].lsn)) >= written.lsn;
           },
           { timeout: 10_000 },
         )

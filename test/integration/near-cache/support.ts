@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import type pg from 'pg';
 import { NearCache, type NearCacheOptions } from '../../../adapters/pg/near-cache/index.js';
+import { parseLsn } from '../../../adapters/pg/replica-set.js';
 import { createReplicatedPool, type ReplicatedPool } from '../../../adapters/pg/replicated-pool.js';
 import { testEnv } from '../../harness/env.js';
 
@@ -63,11 +64,10 @@ export async function primaryPosition(db: pg.Pool) {
     `SELECT s.system_identifier::text AS stream, pg_walfile_name(pg_current_wal_insert_lsn()) AS walfile,
        pg_current_wal_insert_lsn()::text AS lsn FROM pg_control_system() s`,
   );
-  const [high, low] = String(rows[0].lsn).split('/');
   return {
     stream: String(rows[0].stream),
     epoch: Number.parseInt(String(rows[0].walfile).slice(0, 8), 16),
-    lsn: (BigInt(`0x${high}`) << 32n) | BigInt(`0x${low}`),
+    lsn: parseLsn(String(rows[0].lsn)),
   };
 }
 
