@@ -3,7 +3,7 @@
 // raises the floors) or through a plain pool on the primary.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { SessionContext } from '../../../src/session/context.js';
-import { parseLsn } from '../replica-set.js';
+import { PgReplicaSet } from '../replica-set.js';
 import { type PoolRouteEvent, ReplicatedPool } from '../replicated-pool.js';
 import { connectClient, type PgQueryablePool } from '../sql.js';
 import { type CachedRow, freezeRow } from './table-store.js';
@@ -15,12 +15,6 @@ export interface PoolAnswer {
   readonly node: string;
 }
 
-// The primary's history and WAL insert location, read after a read on the same connection (as
-// PgReplicaSet does for the leader: the timeline from the WAL file name).
-const PRIMARY_POSITION = `SELECT s.system_identifier::text AS stream,
-  pg_walfile_name(pg_current_wal_insert_lsn()) AS walfile, pg_current_wal_insert_lsn()::text AS lsn
-FROM pg_control_system() s`;
-
 /** The route event of the read in flight in this async context (see `ReplicatedPool`'s `'route'`). */
 interface RouteTicket {
   event: PoolRouteEvent | undefined;
@@ -29,6 +23,8 @@ interface RouteTicket {
 export class Fallthrough {
   readonly #pool: PgQueryablePool;
   readonly #routed: boolean;
+  /** For a plain pool: a replica set of just that primary, to read its position (no polling). */
+  readonly #primary: PgReplicaSet | undefined;
   readonly #tickets = new AsyncLocalStorage<RouteTicket>();
   // The pool emits 'route' in the async context of the query that caused it; the last one wins
   // (a replica that failed is retried on the leader).
@@ -41,11 +37,15 @@ export class Fallthrough {
     this.#pool = pool;
     this.#routed = pool instanceof ReplicatedPool;
     if (pool instanceof ReplicatedPool) pool.on('route', this.#onRoute);
+    this.#primary = this.#routed
+      ? undefined
+      : new PgReplicaSet({ primary: { pool }, replicas: [], pollIntervalMs: 0 });
   }
 
   /** Stops listening to the pool (which stays open: it is the caller's). */
-  close(): void {
+  async close(): Promise<void> {
     if (this.#pool instanceof ReplicatedPool) this.#pool.off('route', this.#onRoute);
+    await this.#primary?.close();
   }
 
   /** Runs `sql` in the current session's context. */
@@ -72,15 +72,9 @@ export class Fallthrough {
     const client = await connectClient(this.#pool);
     try {
       const result = await client.query(sql, [...values]);
-      const at = (await client.query(PRIMARY_POSITION)).rows[0];
+      const position = await this.#primary!.writePosition(client);
       client.release();
-      if (typeof at?.['walfile'] === 'string' && typeof at['lsn'] === 'string') {
-        session.noteRead({
-          stream: String(at['stream']),
-          epoch: Number.parseInt(at['walfile'].slice(0, 8), 16),
-          lsn: parseLsn(at['lsn']),
-        });
-      }
+      if (position !== undefined) session.noteRead(position);
       return { rows: result.rows.map(freezeRow), source: 'leader', node: 'primary' };
     } catch (error) {
       client.release(error instanceof Error ? error : true);

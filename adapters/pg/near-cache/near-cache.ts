@@ -187,7 +187,7 @@ export class NearCache {
         .catch(() => {});
     }
     await this.#admin.end().catch(() => {});
-    this.#fallthrough.close();
+    await this.#fallthrough.close();
   }
 
   async #start(): Promise<void> {
