@@ -178,7 +178,7 @@ const subjects: Subject[] = [
   {
     name: 'MemoryVersionedStore',
     base: () => ({ handler: 'siblings' }),
-    optional: handlerOptionals,
+    optional: [...handlerOptionals, 'storageClock'],
     build: (o) => new MemoryVersionedStore(o),
   },
   {
