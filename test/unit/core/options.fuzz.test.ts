@@ -360,6 +360,17 @@ describe('public constructors and factories refuse unknown option keys with CONF
   }
 });
 
+describe('constructors listed as not yet refusing unknown keys', () => {
+  for (const subject of subjects.filter((s) => UNKNOWN_KEYS_NOT_YET_REFUSED.has(s.name))) {
+    it(`${subject.name} still accepts a foreign key (else drop it from the list)`, async () => {
+      const refusal = await configRefusal(() =>
+        subject.build({ ...subject.base(), zzzUnknownOption: true } as never),
+      );
+      expect(refusal).toBeUndefined();
+    });
+  }
+});
+
 /** The message of the CONFIG error `build` throws, or undefined when it builds (then released). */
 async function configRefusal(build: () => unknown): Promise<string | undefined> {
   try {
