@@ -120,6 +120,10 @@ export interface ReplicatedPoolOptions {
    * tables, `SET` from an earlier checkout), which is why it is off by default.
    */
   routeCheckedOutReads?: boolean;
-  /** A classifier, or options for one (e.g. `{ readOnlyFunctions: ['my_report'] }`). */
-  classifier?: SqlClassifier | SqlClassifierOptions;
+  /**
+   * A classifier (anything with `classify`, and optionally `notReadOnly`, which is told a text a
+   * replica refused as a write), or options for the built-in one (e.g. `{ readOnlyFunctions:
+   * ['my_report'] }`).
+   */
+  classifier?: SqlClassifier | PoolClassifier | SqlClassifierOptions;
 }

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { configError } from '../../src/errors.js';
 import { currentSession } from '../../src/session/context.js';
 import { Router } from '../../src/session/router.js';
-import { SqlClassifier } from './classify.js';
+import { SqlClassifier, type SqlClassifierOptions } from './classify.js';
 import { copyConfig, poolOptions } from './pg-nodes.js';
 import {
   deliver,
@@ -123,10 +123,11 @@ export class ReplicatedPool extends pg.Pool {
         "createReplicatedPool: the replica set's primary must be given as a pg Pool, { config } or a URL",
       );
     }
-    const classifier =
-      options.classifier instanceof SqlClassifier
-        ? options.classifier
-        : new SqlClassifier(options.classifier);
+    // Any object with `classify` (and optionally `notReadOnly`), e.g. the parser-based one.
+    const classifier: PoolClassifier =
+      typeof (options.classifier as Partial<PoolClassifier> | undefined)?.classify === 'function'
+        ? (options.classifier as PoolClassifier)
+        : new SqlClassifier(options.classifier as SqlClassifierOptions | undefined);
     super(primaryConfig);
     this.#readOutsideSession = readOutsideSession;
     this.#routeCheckedOutReads = options.routeCheckedOutReads === true;
