@@ -77,7 +77,12 @@ describe('the routed pool is a pg.Pool of the primary', () => {
   });
 
   it('waits for a connection as pg.Pool does, and times out only with connectionTimeoutMillis', async () => {
-    const { pool } = routedPool({ replica: env.replicaUrl }, {}, { max: 1 });
+    // The replica set's default connectTimeoutMs (2 s) must not become the primary's.
+    const { pool } = routedPool(
+      { replica: env.replicaUrl },
+      { replicaSetOptions: { checkTimeoutMs: 2000 } },
+      { max: 1 },
+    );
     const held = await pool.connect();
     // No checkout timeout of its own: still waiting after longer than the old 2 s one.
     let settled = false;
