@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { testEnv } from '../../harness/env.js';
+import { runTsx } from '../../support/child-process.js';
 import { caughtUp, endRoutedPools, routedPool } from './routed-pool-support.js';
 
 const env = testEnv();
@@ -67,6 +69,13 @@ describe('the routed pool is a pg.Pool of the primary', () => {
     expect(acquired).toHaveLength(1);
     expect(session.writeFloor).toBeDefined();
   });
+
+  it('lets the process exit with allowExitOnIdle, never ended', async () => {
+    const child = fileURLToPath(new URL('./children/exit-on-idle.ts', import.meta.url));
+    const result = await runTsx(child);
+    expect(result.stdout).not.toContain('still running');
+    expect(result.code).toBe(0);
+  }, 20_000);
 
   it('end(callback) calls back, and end() twice is the error pg.Pool gives', async () => {
     const { pool } = routedPool({ replica: env.replicaUrl });
