@@ -2,8 +2,12 @@ import {
   AtomicVersionedStore,
   type VersionedStoreOptions,
 } from '../../src/conflict/versioned-store.js';
+import { functionOption } from '../../src/errors.js';
 
-export type MemoryVersionedStoreOptions = VersionedStoreOptions;
+export type MemoryVersionedStoreOptions = VersionedStoreOptions & {
+  /** The storage's clock, ms since the epoch (LWW writers ahead of it are refused). Default: `Date.now`. */
+  readonly storageClock?: () => number;
+};
 
 /**
  * An in-process `VersionedStore` (tests, single-process services, a local replica for
@@ -13,9 +17,19 @@ export type MemoryVersionedStoreOptions = VersionedStoreOptions;
  */
 export class MemoryVersionedStore<T> extends AtomicVersionedStore<T> {
   readonly #states = new Map<string, string>();
+  readonly #storageClock: () => number;
 
   constructor(options: MemoryVersionedStoreOptions) {
     super(options);
+    this.#storageClock = functionOption(
+      'MemoryVersionedStore storageClock',
+      options.storageClock,
+      Date.now,
+    );
+  }
+
+  protected async storageTime(): Promise<number> {
+    return this.#storageClock();
   }
 
   protected async load(key: string): Promise<string | undefined> {

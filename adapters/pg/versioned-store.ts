@@ -91,6 +91,13 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
     return typeof state === 'string' ? state : undefined;
   }
 
+  protected async storageTime(): Promise<number> {
+    const { rows } = await this.#pool.query(
+      'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now',
+    );
+    return Number(rows[0]?.['now']);
+  }
+
   protected async update<R extends { readonly state: string | undefined }>(
     key: string,
     change: (current: string | undefined) => R,

@@ -10,6 +10,7 @@ import { COMPARE_AND_SET_STATE } from './versioned-store.lua.js';
 /** The subset of an ioredis client this store uses. */
 export interface RedisVersionedStoreClient {
   hmget(key: string, ...fields: string[]): Promise<Array<string | null>>;
+  time(): Promise<unknown[]>;
   evalsha(sha: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
   eval(script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
 }
@@ -58,6 +59,14 @@ export class RedisVersionedStore<T> extends AtomicVersionedStore<T> {
   async #read(key: string): Promise<{ state: string | undefined; version: string }> {
     const [state, version] = await this.#redis.hmget(this.#keyPrefix + key, 's', 'v');
     return { state: state ?? undefined, version: version ?? '' };
+  }
+
+  protected async storageTime(): Promise<number> {
+    const [seconds, microseconds] = (await this.#redis.time()) as [
+      string | number,
+      string | number,
+    ];
+    return Number(seconds) * 1000 + Number(microseconds) / 1000;
   }
 
   protected async load(key: string): Promise<string | undefined> {

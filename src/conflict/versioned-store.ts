@@ -71,7 +71,18 @@ export abstract class AtomicVersionedStore<T> implements VersionedStore<T> {
     change: (current: string | undefined) => R,
   ): Promise<R>;
 
+  /**
+   * The storage's clock in milliseconds since the epoch (PostgreSQL `clock_timestamp()`, Redis
+   * `TIME`): an LWW writer whose clock is further ahead than `maxOffsetMs` is refused.
+   */
+  protected abstract storageTime(): Promise<number>;
+
   abstract close(): Promise<void>;
+
+  /** Before an LWW write: the writer's clock against the storage's. */
+  async #checkWriterClock(): Promise<void> {
+    if (this.handler.name === 'lww') this.handler.checkClock(await this.storageTime());
+  }
 
   async get(key: string): Promise<VersionedValue<T>> {
     assertKey(key);
@@ -81,12 +92,14 @@ export abstract class AtomicVersionedStore<T> implements VersionedStore<T> {
   async put(key: string, value: T, options: WriteOptions): Promise<VersionedValue<T>> {
     assertKey(key);
     assertJsonValue(value);
+    await this.#checkWriterClock();
     const { view } = await this.update(key, (state) => this.handler.put(state, value, options));
     return view;
   }
 
   async delete(key: string, options: WriteOptions): Promise<VersionedValue<T>> {
     assertKey(key);
+    await this.#checkWriterClock();
     const { view } = await this.update(key, (state) => this.handler.delete(state, options));
     return view;
   }

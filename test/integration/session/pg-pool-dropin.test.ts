@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { testEnv } from '../../harness/env.js';
 import { runTsx } from '../../support/child-process.js';
-import { caughtUp, endRoutedPools, routedPool } from './routed-pool-support.js';
+import { caughtUp, classifierReady, endRoutedPools, routedPool } from './routed-pool-support.js';
 
 const env = testEnv();
 const TABLE = `dropin_${randomBytes(4).toString('hex')}`;
@@ -13,6 +13,7 @@ const TENANT = `tenant_${randomBytes(4).toString('hex')}`;
 let direct: pg.Pool;
 
 beforeAll(async () => {
+  await classifierReady();
   direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
   await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
   await direct.query(`INSERT INTO ${TABLE} VALUES (1, 'public')`);
