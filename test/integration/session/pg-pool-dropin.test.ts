@@ -49,9 +49,10 @@ describe('the routed pool is a pg.Pool of the primary', () => {
     expect(seen['connect']).toEqual([client]);
     expect(seen['acquire']).toEqual([client]);
     expect([pool.totalCount, pool.idleCount]).toEqual([1, 0]);
+    const removed = new Promise((resolve) => pool.once('remove', resolve));
     client.release(new Error('discard it'));
     expect(seen['release']).toEqual([client]);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await removed;
     expect(seen['remove']).toEqual([client]);
     expect(pool.totalCount).toBe(0);
   });
