@@ -115,6 +115,41 @@ describe('the routed pool is a pg.Pool of the primary', () => {
   });
 });
 
+describe('ending', () => {
+  it('a pool ended mid-read finishes the read and leaves no connection on any node', async () => {
+    const name = `causeway-end-${randomBytes(4).toString('hex')}`;
+    const { pool } = routedPool({ replica: env.replicaUrl }, {}, { application_name: name });
+    await pool.replicaSet.refresh();
+    const session = new SessionContext({ id: 'ended-mid-read' }, 'eventual');
+    const reading = withSession(session, () =>
+      pool.query('SELECT count(*)::int AS n FROM generate_series(1, 300000)'),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const ending = pool.end();
+    expect((await reading).rows).toEqual([{ n: 300000 }]);
+    await ending;
+    for (const url of [env.primaryUrl, env.replicaUrl]) {
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        // A backend leaves pg_stat_activity a moment after its client has closed the socket.
+        let left = -1;
+        for (const deadline = Date.now() + 3000; left !== 0 && Date.now() < deadline; ) {
+          const { rows } = await admin.query(
+            'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+            [name],
+          );
+          left = rows[0].n;
+          if (left !== 0) await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        expect(left).toBe(0);
+      } finally {
+        await admin.end();
+      }
+    }
+  });
+});
+
 describe("'connect' listeners run on replica connections too", () => {
   it('a search_path set on connect holds for routed reads (no other tenant rows)', async () => {
     const { pool, events } = routedPool({ replica: env.replicaUrl });
