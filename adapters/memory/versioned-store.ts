@@ -28,19 +28,15 @@ export class MemoryVersionedStore<T> extends AtomicVersionedStore<T> {
     );
   }
 
-  protected async storageTime(): Promise<number> {
-    return this.#storageClock();
-  }
-
   protected async load(key: string): Promise<string | undefined> {
     return this.#states.get(key);
   }
 
   protected async update<R extends { readonly state: string | undefined }>(
     key: string,
-    change: (current: string | undefined) => R,
+    change: (current: string | undefined, storageNow: number) => R,
   ): Promise<R> {
-    const result = change(this.#states.get(key));
+    const result = change(this.#states.get(key), this.#storageClock());
     if (result.state === undefined) this.#states.delete(key);
     else this.#states.set(key, result.state);
     return result;

@@ -177,11 +177,13 @@ export class PgReplicaSet implements ReplicaSet {
   }
 
   /**
-   * The leader's position now (its WAL insert location), read on a check connection of the
-   * leader. Read it after a commit: it is at or past that commit.
+   * The leader's position now (its WAL insert location), read on `client` (one of the leader's
+   * connections) if given, else on its check connections. Read it after a commit: it is at or
+   * past that commit.
    */
-  writePosition(): Promise<Position | undefined> {
-    return this.positionAfter(this.#leader.name, nextMark());
+  writePosition(client?: PgQueryable): Promise<Position | undefined> {
+    const name = this.#leader.name;
+    return client ? this.positionOn(name, client) : this.positionAfter(name, nextMark());
   }
 
   async waitFor(name: string, position: Position, timeoutMs: number): Promise<boolean> {

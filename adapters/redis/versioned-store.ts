@@ -61,7 +61,8 @@ export class RedisVersionedStore<T> extends AtomicVersionedStore<T> {
     return { state: state ?? undefined, version: version ?? '' };
   }
 
-  protected async storageTime(): Promise<number> {
+  /** The server's clock (`TIME`) in milliseconds since the epoch. */
+  async #serverTime(): Promise<number> {
     const [seconds, microseconds] = (await this.#redis.time()) as [
       string | number,
       string | number,
@@ -75,12 +76,16 @@ export class RedisVersionedStore<T> extends AtomicVersionedStore<T> {
 
   protected async update<R extends { readonly state: string | undefined }>(
     key: string,
-    change: (current: string | undefined) => R,
+    change: (current: string | undefined, storageNow: number) => R,
   ): Promise<R> {
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
       if (attempt > 0) await sleep(Math.random() * Math.min(50, 2 ** attempt));
-      const { state, version } = await this.#read(key);
-      const result = change(state);
+      // Sent together, without waiting for the first reply: one round trip for both.
+      const [{ state, version }, storageNow] = await Promise.all([
+        this.#read(key),
+        this.#serverTime(),
+      ]);
+      const result = change(state, storageNow);
       if (await this.#compareAndSet(key, version, result.state)) return result;
     }
     throw new CausewayError(
