@@ -54,8 +54,10 @@ export interface Cluster {
   /** A streaming replica that applies commits `replicaDelayMs` late. */
   readonly laggingReplica: ReplicaServer;
   readonly replicaDelayMs: number;
-  /** A second, independent primary (for transactions across two databases). */
+  /** A second, independent primary (for transactions across two databases, a second cluster). */
   readonly primary2: PgServer;
+  /** A streaming replica of `primary2` that applies commits `replicaDelayMs` late. */
+  readonly primary2Replica: ReplicaServer;
   readonly redis: RedisServer;
   stop(): Promise<void>;
 }
@@ -546,7 +548,8 @@ async function waitForRedis(port: number, timeoutMs = 10_000): Promise<void> {
 }
 
 /**
- * Starts the whole test cluster: primary, two replicas (one lagging), a second primary, Redis
+ * Starts the whole test cluster: primary, two replicas (one lagging), a second primary with a
+ * lagging replica, Redis
  * (`redis` options for it, e.g. `{ appendOnly: true }`; default: no persistence).
  */
 export async function startCluster(
@@ -558,9 +561,10 @@ export async function startCluster(
     startPostgresPrimary({ name: 'primary2' }),
     startRedis(options.redis),
   ]);
-  const [replica, laggingReplica] = await Promise.all([
+  const [replica, laggingReplica, primary2Replica] = await Promise.all([
     startReplica(primary, { name: 'replica1' }),
     startReplica(primary, { name: 'replica2', delayMs: replicaDelayMs }),
+    startReplica(primary2, { name: 'primary2-replica', delayMs: replicaDelayMs }),
   ]);
   return {
     primary,
@@ -568,11 +572,13 @@ export async function startCluster(
     laggingReplica,
     replicaDelayMs,
     primary2,
+    primary2Replica,
     redis,
     async stop() {
       await Promise.allSettled([
         replica.stop(),
         laggingReplica.stop(),
+        primary2Replica.stop(),
         primary.stop(),
         primary2.stop(),
         redis.stop(),
@@ -593,6 +599,7 @@ export function clusterEnv(cluster: Cluster): Record<string, string> {
     CAUSEWAY_TEST_LAGGING_REPLICA_URL: cluster.laggingReplica.url,
     CAUSEWAY_TEST_REPLICA_DELAY_MS: String(cluster.replicaDelayMs),
     CAUSEWAY_TEST_PRIMARY2_URL: cluster.primary2.url,
+    CAUSEWAY_TEST_PRIMARY2_REPLICA_URL: cluster.primary2Replica.url,
     CAUSEWAY_TEST_REDIS_URL: cluster.redis.url,
   };
 }
