@@ -1,14 +1,19 @@
-import { configError, invalidInput } from '../../src/errors.js';
-import { knownOptions, numberOption, stringOption } from '../../src/options.js';
-import { assertSessionState, type SessionState } from '../../src/session/context.js';
-import type { Position } from '../../src/session/position.js';
-import { assertSessionKey, type SessionStore } from '../../src/session/session-store.js';
 import {
+  assertSessionKey,
+  assertSessionState,
+  configError,
   floorsOnly,
+  invalidInput,
+  knownOptions,
   MAX_SESSION_STREAMS,
+  numberOption,
+  type Position,
+  type SessionState,
+  type SessionStore,
   type StreamFloors,
   streamFloorsOf,
-} from '../../src/session/state.js';
+  stringOption,
+} from '../../src/adapter-kit.js';
 
 /** The part of an ioredis client (`Redis` or `Cluster`) this store uses. */
 export interface RedisSessionClient {
