@@ -78,6 +78,8 @@ export interface RedisOptions {
   name?: string;
   /** Keep data across restarts with an append-only file (`appendfsync always`); default false. */
   appendOnly?: boolean;
+  /** More `redis-server` arguments, e.g. `['--cluster-enabled', 'yes']`. */
+  args?: readonly string[];
 }
 
 /** Default delay of the lagging replica: long enough to observe, short enough for fast tests. */
@@ -499,6 +501,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     ...(options.appendOnly
       ? ['--appendonly', 'yes', '--appendfsync', 'always']
       : ['--appendonly', 'no']),
+    ...(options.args ?? []),
   ];
   let child: ChildProcess | undefined;
   const entry = { kill: () => child?.kill('SIGKILL') };
