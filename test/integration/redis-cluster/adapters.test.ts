@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisFenceGuard, RedisLeaseManager } from '../../../adapters/redis/fencing.js';
 import { RedisSessionStore } from '../../../adapters/redis/session-store.js';
 import { RedisVersionedStore } from '../../../adapters/redis/versioned-store.js';
+import { failoverTrial } from '../../../bench/redis-failover.js';
 import { ErrorCode } from '../../../src/errors.js';
 import { type RedisClusterHandle, startRedisCluster } from '../../harness/redis-cluster.js';
 
@@ -64,70 +65,35 @@ describe('Redis adapters on a Redis Cluster', () => {
   }, 60_000);
 
   it('a graceful CLUSTER FAILOVER during a fencing workload: tokens never go backwards', async () => {
-    const resource = 'failover-graceful';
-    const { stop, tokens, errors } = fencingWorkload(resource);
-    await waitFor(() => tokens.length >= 50);
-    const before = await cluster.ownersOf(`{${resource}}`);
-    expect(before.replica).toBeDefined();
-    expect(await cluster.cli(before.replica!, 'CLUSTER', 'FAILOVER')).toBe('OK');
-    await waitFor(async () => (await cluster.ownersOf(`{${resource}}`)).master === before.replica);
-    const switchedAt = tokens.length;
-    await waitFor(() => tokens.length >= switchedAt + 50);
-    await stop();
-    expect(goesBack(tokens)).toBe(0);
-    expect(errors.length, errors.join('; ')).toBe(0);
-    await cluster.waitUntilStable();
+    const trial = await failoverTrial(cluster, redis, 'failover-graceful', 'graceful');
+    expect(trial.back).toBe(0);
+    expect(trial.errors).toBe(0);
   }, 60_000);
-});
 
-/**
- * Acquires, fences and releases `resource` in a loop, recording every token granted in order
- * and every error; `stop()` ends the loop.
- */
-function fencingWorkload(resource: string) {
-  const leases = new RedisLeaseManager({ redis });
-  const guard = new RedisFenceGuard({ redis });
-  const tokens: bigint[] = [];
-  const errors: string[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      try {
-        const lease = await leases.acquire(resource, { ttlMs: 5000 });
-        tokens.push(lease.token);
-        await guard.check(resource, lease.token);
-        await lease.release();
-      } catch (error) {
-        errors.push(String(error));
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+  it('CLUSTER FAILOVER TAKEOVER with waitForReplicas: no token granted twice', async () => {
+    for (let i = 0; i < 3; i++) {
+      const trial = await failoverTrial(cluster, redis, `failover-takeover-${i}`, 'takeover', {
+        replicas: 1,
+        timeoutMs: 100,
+      });
+      expect(trial.back).toBe(0);
     }
-  })();
-  return {
-    tokens,
-    errors,
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-  };
-}
+  }, 120_000);
 
-/** How many tokens are not above every token granted before them. */
-function goesBack(tokens: readonly bigint[]): number {
-  let newest = -1n;
-  let back = 0;
-  for (const token of tokens) {
-    if (token <= newest) back++;
-    else newest = token;
-  }
-  return back;
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+  it('waitForReplicas refuses a token no replica acknowledged, and releases its lease', async () => {
+    const leases = new RedisLeaseManager({
+      redis,
+      waitForReplicas: { replicas: 2, timeoutMs: 50 },
+    });
+    await expect(leases.acquire('wait-too-many', { ttlMs: 5000 })).rejects.toMatchObject({
+      code: ErrorCode.LEASE_NOT_HELD,
+      details: { reason: 'not-replicated' },
+    });
+    // Released: a manager asking for the one replica there is gets the lease at once.
+    const one = new RedisLeaseManager({ redis, waitForReplicas: { replicas: 1, timeoutMs: 2000 } });
+    expect((await one.acquire('wait-too-many', { ttlMs: 5000 })).token).toBeGreaterThan(0n);
+    expect(
+      () => new RedisLeaseManager({ redis, waitForReplicas: { replicas: 0, timeoutMs: 1 } }),
+    ).toThrow(expect.objectContaining({ code: ErrorCode.CONFIG }));
+  });
+});
