@@ -15,9 +15,12 @@ import type { RedisClusterHandle } from '../test/harness/redis-cluster.js';
 
 /**
  * `'graceful'`: `CLUSTER FAILOVER` (the replica catches up with its master first);
- * `'takeover'`: `CLUSTER FAILOVER TAKEOVER` (at once, without the master's agreement).
+ * `'takeover'`: `CLUSTER FAILOVER TAKEOVER` (at once, without the master's agreement);
+ * `'lagging-takeover'`: the same, sent to a replica that is behind: its replication link is cut
+ * (`CLIENT KILL TYPE master` on the replica; it reconnects within about a second) and 200 ms
+ * later, while the master goes on granting tokens the replica does not receive, it takes over.
  */
-export type FailoverKind = 'graceful' | 'takeover';
+export type FailoverKind = 'graceful' | 'takeover' | 'lagging-takeover';
 
 export interface FailoverTrial {
   /** Tokens granted, in the order `acquire` returned them. */
@@ -26,6 +29,8 @@ export interface FailoverTrial {
   readonly back: number;
   /** Calls that failed (during the switch, or `waitForReplicas` refusing). */
   readonly errors: number;
+  /** The messages of the failed calls, each once. */
+  readonly errorMessages: readonly string[];
 }
 
 /** Runs the workload on `resource`, fails its master over once it is going, and stops after. */
@@ -42,6 +47,7 @@ export async function failoverTrial(
   const guard = new RedisFenceGuard({ redis });
   const tokens: bigint[] = [];
   let errors = 0;
+  const errorMessages = new Set<string>();
   let running = true;
   const loop = (async () => {
     while (running) {
@@ -50,8 +56,9 @@ export async function failoverTrial(
         tokens.push(lease.token);
         await guard.check(resource, lease.token);
         await lease.release();
-      } catch {
+      } catch (error) {
         errors++;
+        errorMessages.add(String(error).slice(0, 200));
         await sleep(5);
       }
     }
@@ -59,7 +66,9 @@ export async function failoverTrial(
   const until = async (check: () => boolean | Promise<boolean>) => {
     const deadline = Date.now() + 20_000;
     while (!(await check())) {
-      if (Date.now() > deadline) throw new Error('failover trial: condition not reached');
+      if (Date.now() > deadline) {
+        throw new Error(`failover trial: condition not reached (${[...errorMessages].join('; ')})`);
+      }
       await sleep(20);
     }
   };
@@ -69,7 +78,13 @@ export async function failoverTrial(
     if (before.replica === undefined) throw new Error(`${resource}: its master has no replica`);
     const args =
       kind === 'graceful' ? ['CLUSTER', 'FAILOVER'] : ['CLUSTER', 'FAILOVER', 'TAKEOVER'];
-    await cluster.cli(before.replica, ...args);
+    if (kind === 'lagging-takeover') {
+      await cluster.cli(before.replica, 'CLIENT', 'KILL', 'TYPE', 'master');
+      await sleep(200);
+      await cluster.cli(before.replica, ...args);
+    } else {
+      await cluster.cli(before.replica, ...args);
+    }
     await until(async () => (await cluster.ownersOf(`{${resource}}`)).master === before.replica);
     const switchedAt = tokens.length;
     await until(() => tokens.length >= switchedAt + 50);
@@ -84,5 +99,5 @@ export async function failoverTrial(
     if (token <= newest) back++;
     else newest = token;
   }
-  return { granted: tokens.length, back, errors };
+  return { granted: tokens.length, back, errors, errorMessages: [...errorMessages] };
 }
