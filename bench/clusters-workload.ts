@@ -117,7 +117,7 @@ export async function runClusters(options: ClustersRunOptions): Promise<Clusters
     let cluster = sessionRng.pick(clusters).name;
     let afterWrite = false;
     while (performance.now() < deadline) {
-      if (sessionRng.chance(options.switchShare)) {
+      if (clusters.length > 1 && sessionRng.chance(options.switchShare)) {
         cluster = sessionRng.pick(clusters.filter((c) => c.name !== cluster)).name;
       }
       const pool = pools.get(cluster)!;
