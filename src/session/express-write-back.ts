@@ -1,7 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { type Span, trace } from '@opentelemetry/api';
-import { CausewayError } from '../errors.js';
-import { Attr, addToCounter, CounterName, EventName } from '../telemetry.js';
+import { Attr, addToCounter, CounterName, EventName, errorType } from '../telemetry.js';
 import type { SessionContext, SessionState } from './context.js';
 import { appendSetCookie, formatRoute, ROUTE_HEADER, SESSION_HEADER } from './express-http.js';
 import type { ResolvedOptions } from './express-options.js';
@@ -113,7 +112,6 @@ function writeHeadWithToken(
 export function recordStoreFailure(span: Span | undefined, error: unknown): void {
   addToCounter(CounterName.SESSION_STORE_FAILURES);
   span?.addEvent(EventName.STORE_FAILURE, {
-    [Attr.REASON]:
-      error instanceof CausewayError ? error.code : error instanceof Error ? error.name : 'unknown',
+    [Attr.REASON]: errorType(error),
   });
 }

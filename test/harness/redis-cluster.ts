@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { type RedisServer, startRedis } from './cluster.js';
+import { startRedis } from './redis.js';
+import type { RedisServer } from './types.js';
 
 const run = promisify(execFile);
 

@@ -2,8 +2,9 @@
  * Options objects of every public constructor and factory, fuzzed: whole junk, or a valid
  * object with one or two properties (required or optional) replaced by junk. Each either builds
  * (and is closed again) or throws a `CONFIG` or `INVALID_INPUT` `CausewayError`; never a
- * `TypeError` or anything else. The pg pools and the Redis client are real and never connect:
- * construction does no I/O.
+ * `TypeError` or anything else. Each also refuses, with `CONFIG`, every known key misspelt (naming
+ * the key meant) and a key it does not know at all. The pg pools and the Redis client are real
+ * and never connect: construction does no I/O.
  */
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
@@ -177,7 +178,7 @@ const subjects: Subject[] = [
   {
     name: 'MemoryVersionedStore',
     base: () => ({ handler: 'siblings' }),
-    optional: handlerOptionals,
+    optional: [...handlerOptionals, 'storageClock'],
     build: (o) => new MemoryVersionedStore(o),
   },
   {
@@ -355,6 +356,17 @@ describe('public constructors and factories refuse unknown option keys with CONF
         subject.build({ ...subject.base(), zzzUnknownOption: true } as never),
       );
       expect(foreign).toContain('unknown option "zzzUnknownOption"');
+    });
+  }
+});
+
+describe('constructors listed as not yet refusing unknown keys', () => {
+  for (const subject of subjects.filter((s) => UNKNOWN_KEYS_NOT_YET_REFUSED.has(s.name))) {
+    it(`${subject.name} still accepts a foreign key (else drop it from the list)`, async () => {
+      const refusal = await configRefusal(() =>
+        subject.build({ ...subject.base(), zzzUnknownOption: true } as never),
+      );
+      expect(refusal).toBeUndefined();
     });
   }
 });

@@ -5,17 +5,15 @@ import { repoRoot, sourceFiles } from '../../support/import-graph.js';
 
 const MAX_LINES = 450;
 
-// Files over the limit that other work is rewriting or splitting now.
+// Files over the limit that other work is rewriting or splitting now, and the fencing chaos
+// workload (one 480-line closure: splitting it is a refactor to make with a chaos run to check it).
 // TODO: remove each once it is split by role; the test then keeps it under the limit.
 const KNOWN_LONG = [
-  'adapters/pg/classify.ts',
   'adapters/pg/replica-set.ts',
   'adapters/pg/replicated-pool.ts',
   'src/txn/coordinator.ts',
   'test/chaos/workloads/fencing.ts',
-  'test/chaos/workloads/sessions.ts',
   'test/chaos/workloads/two-phase.ts',
-  'test/harness/cluster.ts',
   'test/integration/session/pg-pool.test.ts',
   'test/unit/txn/coordinator.test.ts',
 ];
