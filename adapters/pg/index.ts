@@ -46,7 +46,6 @@ export {
 } from './replica-set.js';
 export {
   createReplicatedPool,
-  type PgPool,
   type PgPoolClient,
   type PgQueryConfig,
   type PgQueryResult,

@@ -178,7 +178,6 @@ export const EXPORTS: Readonly<Record<string, { values: string[]; types: string[
       'PgLeaseManagerOptions',
       'PgNodeOption',
       'PgParticipantOptions',
-      'PgPool',
       'PgPoolClient',
       'PgQueryConfig',
       'PgQueryResult',
