@@ -4,7 +4,6 @@ import { Attr, addToCounter, CounterName, EventName, errorType } from '../teleme
 import type { SessionContext, SessionState } from './context.js';
 import { appendSetCookie, formatRoute, ROUTE_HEADER, SESSION_HEADER } from './express-http.js';
 import type { ResolvedOptions } from './express-options.js';
-import type { Position } from './position.js';
 import type { VerifiedToken } from './token.js';
 
 // Writing a request's session back: the token (header and cookie), the debug route header and
@@ -32,7 +31,7 @@ export class WriteBack {
   /** The `writeHead` the response had when hooked (the prototype's, or another middleware's). */
   previousWriteHead: ServerResponse['writeHead'] | undefined;
   done = false;
-  readonly initialWriteFloor: Position | undefined;
+  readonly initialWriteFloorRaises: number;
 
   constructor(
     readonly res: HookedResponse,
@@ -42,7 +41,7 @@ export class WriteBack {
     readonly clearBadCookie: boolean,
     readonly stored: StoredSession | undefined,
   ) {
-    this.initialWriteFloor = session.writeFloor;
+    this.initialWriteFloorRaises = session.writeFloorRaises;
   }
 
   /** Hooks the response (no-op once its headers are sent or it is hooked). */
@@ -75,7 +74,7 @@ export class WriteBack {
     if (session.routes !== undefined && session.routes.length > 0) {
       res.setHeader(ROUTE_HEADER, session.routes.map(formatRoute).join(', '));
     }
-    if (stored !== undefined && session.writeFloor !== this.initialWriteFloor) {
+    if (stored !== undefined && session.writeFloorRaises !== this.initialWriteFloorRaises) {
       options.store
         ?.set(stored.key, session.state)
         .catch((error: unknown) => recordStoreFailure(stored.span, error));

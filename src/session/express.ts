@@ -118,8 +118,7 @@ export interface ConsistencyHandler extends ConsistencyMiddleware {
  */
 export function consistency(options: ConsistencyOptions): ConsistencyHandler {
   const resolved = resolveOptions(options);
-  const { tokens, router, replicaSet, store, userKey } = resolved;
-  const currentStream = () => replicaSet?.snapshot().leader.position?.stream;
+  const { tokens, router, store, userKey, knownStreams } = resolved;
 
   const middleware: ConsistencyMiddleware = (req, res, next) => {
     const fromHeader = headerValue(req.headers[SESSION_HEADER]);
@@ -127,7 +126,7 @@ export function consistency(options: ConsistencyOptions): ConsistencyHandler {
       fromHeader === undefined ? cookieValue(req.headers.cookie, SESSION_HEADER) : undefined;
     const token = fromHeader ?? fromCookie;
     const checked =
-      token === undefined ? undefined : checkToken(tokens, token, { stream: currentStream() });
+      token === undefined ? undefined : checkToken(tokens, token, { stream: knownStreams() });
     const invalid = checked instanceof CausewayError;
     if (invalid && resolved.reject) return rejectToken(res, checked, resolved.clearCookie);
     const verified = invalid ? undefined : checked;
@@ -202,7 +201,7 @@ export function consistency(options: ConsistencyOptions): ConsistencyHandler {
       };
     },
     async run(token, fn, runOptions = {}) {
-      const checked = checkToken(tokens, token, { stream: currentStream() });
+      const checked = checkToken(tokens, token, { stream: knownStreams() });
       if (checked instanceof CausewayError && resolved.reject) throw checked;
       const verified = checked instanceof CausewayError ? undefined : checked;
       const level =
@@ -216,7 +215,7 @@ export function consistency(options: ConsistencyOptions): ConsistencyHandler {
       };
     },
     issue: (state) => tokens.issue(state),
-    verify: (token) => tokens.verify(token, { stream: currentStream() }).state,
+    verify: (token) => tokens.verify(token, { stream: knownStreams() }).state,
     sessionForJob: (session) => sessionForJob(tokens, session),
     withJobSession: (job, fn, jobOptions) => withJobSession(tokens, job, fn, jobOptions),
   };
