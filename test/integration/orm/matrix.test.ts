@@ -24,6 +24,8 @@ interface OrmCase {
 const ORMS: readonly OrmCase[] = [
   { orm: 'pg', streams: true },
   { orm: 'kysely', streams: true },
+  { orm: 'drizzle', streams: false },
+  { orm: 'knex', streams: true },
 ];
 
 let admin: pg.Pool;

@@ -34,11 +34,12 @@ export const TX_PROBE_SQL =
   'SELECT pg_backend_pid() AS pid, pg_is_in_recovery() AS recovery, ' +
   'txid_current_if_assigned()::text AS xid';
 
-export interface TxProbe {
+// A type, not an interface: Drizzle's raw results want an index signature.
+export type TxProbe = {
   pid: number;
   recovery: boolean;
   xid: string | null;
-}
+};
 
 /** Rolls an ORM transaction back from inside (`OrmUnderTest.transaction` with `rollback`). */
 export class RollbackRequested extends Error {}
