@@ -26,6 +26,7 @@ const ORMS: readonly OrmCase[] = [
   { orm: 'kysely', streams: true },
   { orm: 'drizzle', streams: false },
   { orm: 'knex', streams: true },
+  { orm: 'mikro-orm', streams: true },
 ];
 
 let admin: pg.Pool;

@@ -66,7 +66,7 @@ export interface ScenarioReport {
 
 /** The table a scenario uses: created by the parent, one per ORM (Prisma's name is in its schema). */
 export function tableFor(orm: string): string {
-  return `orm_matrix_${orm}`;
+  return `orm_matrix_${orm.replaceAll('-', '_')}`;
 }
 
 /** The routed pool of a scenario, its connections tagged with `application_name`. */
