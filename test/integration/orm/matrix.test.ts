@@ -27,6 +27,7 @@ const ORMS: readonly OrmCase[] = [
   { orm: 'drizzle', streams: false },
   { orm: 'knex', streams: true },
   { orm: 'mikro-orm', streams: true },
+  { orm: 'sequelize', streams: false },
 ];
 
 let admin: pg.Pool;
