@@ -2,7 +2,9 @@
 // on the primary and the replica that applies 1.5 s late. Each must read its own writes, keep
 // its transactions on the primary, stream where it can, send most reads to the replica once it
 // has caught up, leave no connection behind and let its process exit by itself.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,6 +50,14 @@ async function limited<T>(task: () => Promise<T>): Promise<T> {
 }
 
 beforeAll(async () => {
+  // `npm test` generates the Prisma client before type-checking; a direct vitest run may not have.
+  if (
+    !existsSync(
+      fileURLToPath(new URL('../../../examples/orm/prisma/generated/client.ts', import.meta.url)),
+    )
+  ) {
+    execFileSync('npm', ['run', 'orm:generate'], { stdio: 'ignore' });
+  }
   admin = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
   for (const { orm } of ORMS) {
     const table = tableFor(orm);
