@@ -148,6 +148,8 @@ export interface SqlClassification {
    * control (`BEGIN`, `ROLLBACK`, `SAVEPOINT`, `SET`...). Those need no write floor afterwards.
    */
   readonly mayWrite: boolean;
+  /** True for `BEGIN` / `START TRANSACTION` with `READ ONLY` among its modes. */
+  readonly beginsReadOnlyTransaction?: boolean;
 }
 
 export interface SqlClassifierOptions {
@@ -345,6 +347,13 @@ function classifyStatement(tokens: Token[], functions: ReadonlySet<string>): Sql
   if (first.kind !== 'word') return verdict(false, 'unrecognised statement', '');
   const command = first.text;
   if (command === 'show' && start === 0) return verdict(true, 'show', command);
+  if (
+    start === 0 &&
+    (command === 'begin' || (command === 'start' && isWord(tokens[1], 'transaction'))) &&
+    tokens.some((token, i) => isWord(token, 'read') && isWord(tokens[i + 1], 'only'))
+  ) {
+    return { ...verdict(false, 'begin read only', command), beginsReadOnlyTransaction: true };
+  }
   if (command === 'explain' && start === 0) {
     const inner = classifyStatement(tokens.slice(skipExplainOptions(tokens, 1)), functions);
     return {
