@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { type Options, Sequelize } from 'sequelize';
-import type { PgPoolClient, PgQueryResult, ReplicatedPool } from '../../adapters/pg/index.js';
+import type { ReplicatedPool } from '../../adapters/pg/index.js';
 
 const TRANSACTION_START = /^\s*(START\s+TRANSACTION|BEGIN)\b/i;
 // `ROLLBACK TO SAVEPOINT` stays in the transaction.
@@ -10,7 +10,7 @@ const TRANSACTION_END = /^\s*(COMMIT|END|ABORT|ROLLBACK(?!\s+TO\b))\b/i;
 // Session-level settings; `SET LOCAL` and `SET TRANSACTION` last for a transaction only.
 const SESSION_SETTING = /^\s*(SET(?!\s+(LOCAL|TRANSACTION)\b)|RESET)\b/i;
 
-type QueryCallback = (error: Error | null, result?: PgQueryResult) => void;
+type QueryCallback = (error: Error | null, result?: pg.QueryResult) => void;
 
 /**
  * What Sequelize holds as one connection: a view of the routed pool. Outside a transaction each
@@ -23,10 +23,10 @@ class PooledConnection extends EventEmitter {
   readonly connection = new EventEmitter();
   _ending = false;
   readonly #pool: ReplicatedPool;
-  readonly #types: unknown;
-  #transaction: PgPoolClient | undefined;
+  readonly #types: pg.CustomTypesConfig | undefined;
+  #transaction: pg.PoolClient | undefined;
 
-  constructor(pool: ReplicatedPool, config: { types?: unknown }) {
+  constructor(pool: ReplicatedPool, config: { types?: pg.CustomTypesConfig }) {
     super();
     this.#pool = pool;
     this.#types = config.types;
@@ -49,7 +49,7 @@ class PooledConnection extends EventEmitter {
     text: string,
     values?: unknown[] | QueryCallback,
     callback?: QueryCallback,
-  ): Promise<PgQueryResult> | undefined {
+  ): Promise<pg.QueryResult> | undefined {
     const [params, done] = typeof values === 'function' ? [undefined, values] : [values, callback];
     const result = this.#run(text, params);
     if (done === undefined) return result;
@@ -57,7 +57,7 @@ class PooledConnection extends EventEmitter {
     return undefined;
   }
 
-  async #run(text: string, values: unknown[] | undefined): Promise<PgQueryResult> {
+  async #run(text: string, values: unknown[] | undefined): Promise<pg.QueryResult> {
     const query = { text, values, types: this.#types };
     if (this.#transaction === undefined && TRANSACTION_START.test(text)) {
       this.#transaction = await this.#pool.connect();
@@ -102,7 +102,7 @@ export function sequelizeOverCauseway(pool: ReplicatedPool, options: Options = {
     dialect: 'postgres',
     dialectModule: {
       ...pg,
-      Client: function PooledClient(config: { types?: unknown }) {
+      Client: function PooledClient(config: { types?: pg.CustomTypesConfig }) {
         return new PooledConnection(pool, config);
       },
     },

@@ -28,8 +28,10 @@ const ORMS: readonly OrmCase[] = [
   { orm: 'kysely', streams: true },
   { orm: 'drizzle', streams: false },
   { orm: 'knex', streams: true },
-  { orm: 'mikro-orm', streams: true },
+  { orm: 'typeorm', streams: true },
   { orm: 'sequelize', streams: false },
+  { orm: 'mikro-orm', streams: true },
+  { orm: 'prisma', streams: false },
 ];
 
 let admin: pg.Pool;
