@@ -1,6 +1,6 @@
 // Knex before 3.3 (no `connectionPool`), and ORMs built on such a Knex (MikroORM 6), over the
 // routed pool (README, "ORMs and query builders").
-import type { PgPoolClient, ReplicatedPool } from '../../adapters/pg/index.js';
+import type pg from 'pg';
 
 // biome-ignore lint/suspicious/noExplicitAny: a mixin's constructor must take any arguments.
 type KnexClientClass = new (...args: any[]) => object;
@@ -11,8 +11,8 @@ type KnexClientClass = new (...args: any[]) => object;
  * each transaction checks a client out of the routed pool and releases it after, as Knex 3.3's
  * `connectionPool` does. Knex's `destroy()` does not end `pool`.
  */
-export function routedKnexClient<C extends KnexClientClass>(Base: C, pool: ReplicatedPool): C {
-  const checkedOut = new Set<PgPoolClient>();
+export function routedKnexClient<C extends KnexClientClass>(Base: C, pool: pg.Pool): C {
+  const checkedOut = new Set<pg.PoolClient>();
   return class RoutedKnexClient extends Base {
     /** The server version Knex's dialect reads (Knex sets it on its own connections). */
     declare version?: string;
@@ -21,7 +21,7 @@ export function routedKnexClient<C extends KnexClientClass>(Base: C, pool: Repli
       // No pool of Knex's own: every connection comes from `pool`.
     }
 
-    async acquireConnection(): Promise<PgPoolClient> {
+    async acquireConnection(): Promise<pg.PoolClient> {
       const connection = await pool.connect();
       checkedOut.add(connection);
       if (!this.version) {
@@ -31,7 +31,7 @@ export function routedKnexClient<C extends KnexClientClass>(Base: C, pool: Repli
       return connection;
     }
 
-    async releaseConnection(connection: PgPoolClient): Promise<void> {
+    async releaseConnection(connection: pg.PoolClient): Promise<void> {
       // Knex releases a streamed query's connection a second time when the stream closes.
       if (checkedOut.delete(connection)) connection.release();
     }

@@ -2,7 +2,6 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { type Options, Sequelize } from 'sequelize';
-import type { ReplicatedPool } from '../../adapters/pg/index.js';
 
 const TRANSACTION_START = /^\s*(START\s+TRANSACTION|BEGIN)\b/i;
 // `ROLLBACK TO SAVEPOINT` stays in the transaction.
@@ -22,11 +21,11 @@ class PooledConnection extends EventEmitter {
   /** Sequelize listens here for the server's parameters while it connects. */
   readonly connection = new EventEmitter();
   _ending = false;
-  readonly #pool: ReplicatedPool;
+  readonly #pool: pg.Pool;
   readonly #types: pg.CustomTypesConfig | undefined;
   #transaction: pg.PoolClient | undefined;
 
-  constructor(pool: ReplicatedPool, config: { types?: pg.CustomTypesConfig }) {
+  constructor(pool: pg.Pool, config: { types?: pg.CustomTypesConfig }) {
     super();
     this.#pool = pool;
     this.#types = config.types;
@@ -95,7 +94,7 @@ class PooledConnection extends EventEmitter {
   }
 }
 
-export function sequelizeOverCauseway(pool: ReplicatedPool, options: Options = {}): Sequelize {
+export function sequelizeOverCauseway(pool: pg.Pool, options: Options = {}): Sequelize {
   // `keepDefaultTimezone` is read by Sequelize 6 but missing from its types.
   const settings: Options & { keepDefaultTimezone: boolean } = {
     ...options,

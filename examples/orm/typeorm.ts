@@ -1,9 +1,8 @@
 // TypeORM over the routed pool (README, "ORMs and query builders").
 import pg from 'pg';
 import { DataSource, type EntitySchema } from 'typeorm';
-import type { ReplicatedPool } from '../../adapters/pg/index.js';
 
-export function typeormOverCauseway(pool: ReplicatedPool, entities: EntitySchema[]): DataSource {
+export function typeormOverCauseway(pool: pg.Pool, entities: EntitySchema[]): DataSource {
   return new DataSource({
     type: 'postgres',
     entities,

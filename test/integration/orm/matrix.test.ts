@@ -83,12 +83,12 @@ beforeAll(async () => {
   // The scenarios start at once, in the background; each test awaits its own.
   for (const { orm } of ORMS) {
     const appName = `causeway-orm-${orm}-${randomBytes(4).toString('hex')}`;
-    const file = fileURLToPath(new URL(`./scenarios/${orm}.ts`, import.meta.url));
+    const file = fileURLToPath(new URL('./scenario-child.ts', import.meta.url));
     runs.set(
       orm,
       limited(async () => {
         const started = performance.now();
-        const result = await runTsx(file, [], {
+        const result = await runTsx(file, [orm], {
           env: { ORM_APP_NAME: appName },
           timeoutMs: EXIT_BOUND_MS,
         });
