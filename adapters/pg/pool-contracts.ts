@@ -13,7 +13,7 @@ import type {
 import type { SqlClassification, SqlClassifier, SqlClassifierOptions } from './classify.js';
 import type { PgNodeOption } from './pg-nodes.js';
 import type { PgReplicaSetOptions } from './replica-set-options.js';
-import type { PgQueryablePool } from './sql.js';
+import type { PgQueryable, PgQueryablePool } from './sql.js';
 
 /** Why a statement went where it went: the router's reasons plus the pool's own. */
 export type PoolRouteReason =
@@ -57,6 +57,8 @@ export interface RoutingReplicaSet extends ReplicaSet {
   connectionConfig(name: string): pg.PoolConfig | undefined;
   /** Node `name`'s position, read by a query that started after `mark` (see `nextMark`). */
   positionAfter(name: string, mark: number): Promise<Position | undefined>;
+  /** Node `name`'s position read on `client`, one of its connections, sent at once. */
+  positionOn(name: string, client: PgQueryable): Promise<Position | undefined>;
   /** The leader's position now. */
   writePosition(): Promise<Position | undefined>;
   /** Takes node `name` out of routing until its next successful check. */

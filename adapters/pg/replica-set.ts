@@ -4,7 +4,6 @@ import type { Position } from '../../src/session/position.js';
 import type { NodeStatus, ReplicaSet, TopologySnapshot } from '../../src/session/replica-set.js';
 import { sleep, withTimeout } from '../../src/util/timers.js';
 import {
-  CHECK_CONNECTIONS,
   createCheckPool,
   LEADER_CHECK,
   type PgNodeOption,
@@ -16,7 +15,7 @@ import {
 import { nextMark, PositionProbe } from './position-probe.js';
 import { isConnectionLoss } from './replica-errors.js';
 import { type PgReplicaSetOptions, replicaSetSettings } from './replica-set-options.js';
-import type { PgQueryablePool, PgRowsResult } from './sql.js';
+import type { PgQueryable, PgQueryablePool, PgRowsResult } from './sql.js';
 
 export { formatLsn, type PgNodeOption, parseLsn } from './pg-nodes.js';
 export type { PgReplicaSetOptions } from './replica-set-options.js';
@@ -158,13 +157,23 @@ export class PgReplicaSet implements ReplicaSet {
    * Node `name`'s position (WAL insert location on the leader, replay location on a replica)
    * read by a query that started after `mark` (from `nextMark()`, taken when a statement on that
    * node completed): at or past everything that statement saw or wrote. Reads run on the node's
-   * own check connections (at most two at a time) and are shared by every caller whose mark
+   * own check connections, one at a time (callers arriving meanwhile share the next one, which
+   * keeps the cost per statement low under load), and are shared by every caller whose mark
    * precedes their start. Resolves undefined when the node's history is not known yet. Rejects
    * when a replica is no longer in recovery (promoted: nothing read on it vouches for the
    * leader's history; it is marked unhealthy at once) or the read failed.
    */
   positionAfter(name: string, mark: number): Promise<Position | undefined> {
     return this.#nodeNamed(name).probe.after(mark);
+  }
+
+  /**
+   * Node `name`'s position read on `client`, one of that node's connections (e.g. right after a
+   * statement on it, pipelined behind it): sent at once when the node's history is known. Same
+   * answers and failures as `positionAfter`.
+   */
+  positionOn(name: string, client: PgQueryable): Promise<Position | undefined> {
+    return this.#readPosition(this.#nodeNamed(name), client);
   }
 
   /**
@@ -257,13 +266,13 @@ export class PgReplicaSet implements ReplicaSet {
       positionAsOf: 0,
       checks: checkPool ?? resolved.pool,
       endChecks: checkPool === undefined ? undefined : () => checkPool.end(),
-      probe: new PositionProbe(() => this.#readPosition(node), CHECK_CONNECTIONS),
+      probe: new PositionProbe(() => this.#readPosition(node), 1),
       failures: [],
     };
     return node;
   }
 
-  async #readPosition(node: NodeState): Promise<Position | undefined> {
+  async #readPosition(node: NodeState, on?: PgQueryable): Promise<Position | undefined> {
     if (node.history === undefined) await this.#check(node);
     const history = node.history;
     if (history === undefined) return undefined;
@@ -272,7 +281,8 @@ export class PgReplicaSet implements ReplicaSet {
         ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
         : 'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS in_recovery';
     const asOf = performance.now();
-    const row = (await this.#timed(node.checks.query(sql))).rows[0];
+    const row = (await (on === undefined ? this.#timed(node.checks.query(sql)) : on.query(sql)))
+      .rows[0];
     if (node.role === 'replica' && row?.['in_recovery'] !== true) {
       this.markDown(node.name);
       throw new Error(`${node.name} is not in recovery: it no longer replays the leader's WAL`);

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { testEnv } from '../../harness/env.js';
+import { runTsx } from '../../support/child-process.js';
 import { caughtUp, endRoutedPools, routedPool } from './routed-pool-support.js';
 
 const env = testEnv();
@@ -68,6 +70,13 @@ describe('the routed pool is a pg.Pool of the primary', () => {
     expect(session.writeFloor).toBeDefined();
   });
 
+  it('lets the process exit with allowExitOnIdle, never ended', async () => {
+    const child = fileURLToPath(new URL('./children/exit-on-idle.ts', import.meta.url));
+    const result = await runTsx(child);
+    expect(result.stdout).not.toContain('still running');
+    expect(result.code).toBe(0);
+  }, 20_000);
+
   it('end(callback) calls back, and end() twice is the error pg.Pool gives', async () => {
     const { pool } = routedPool({ replica: env.replicaUrl });
     await pool.query('SELECT 1');
@@ -77,7 +86,12 @@ describe('the routed pool is a pg.Pool of the primary', () => {
   });
 
   it('waits for a connection as pg.Pool does, and times out only with connectionTimeoutMillis', async () => {
-    const { pool } = routedPool({ replica: env.replicaUrl }, {}, { max: 1 });
+    // The replica set's default connectTimeoutMs (2 s) must not become the primary's.
+    const { pool } = routedPool(
+      { replica: env.replicaUrl },
+      { replicaSetOptions: { checkTimeoutMs: 2000 } },
+      { max: 1 },
+    );
     const held = await pool.connect();
     // No checkout timeout of its own: still waiting after longer than the old 2 s one.
     let settled = false;

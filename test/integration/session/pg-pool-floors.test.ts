@@ -75,21 +75,22 @@ describe('floors belong to the session running each statement', () => {
 
 describe('timeouts inside a session', () => {
   it('query_timeout fails a statement on a checked-out client before it could have finished', async () => {
-    const { pool } = routedPool({ replica: env.replicaUrl }, {}, { query_timeout: 200 });
+    const { pool } = routedPool({ replica: env.replicaUrl });
     const session = new SessionContext({ id: 'query-timeout' });
+    const sleep = { text: 'SELECT pg_sleep(3)', query_timeout: 300 };
     await withSession(session, async () => {
       const client = await pool.connect();
       const started = performance.now();
       try {
-        await expect(client.query('SELECT pg_sleep(3)')).rejects.toThrow('Query read timeout');
-        // Failed before the 3 s statement could end: no follow-up queued behind it.
+        await expect(client.query(sleep)).rejects.toThrow('Query read timeout');
+        // Failed before the 3 s statement could end: nothing of ours queued behind it.
         expect(performance.now() - started).toBeLessThan(2500);
       } finally {
         client.release(new Error('timed out'));
       }
       // pool.query: the timed-out connection is discarded, the next statement does not wait.
       const again = performance.now();
-      await expect(pool.query('SELECT pg_sleep(3)')).rejects.toThrow('Query read timeout');
+      await expect(pool.query(sleep)).rejects.toThrow('Query read timeout');
       expect((await pool.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
       expect(performance.now() - again).toBeLessThan(2500);
     });
