@@ -9,6 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { PoolRouteEvent } from '../adapters/pg/index.js';
@@ -46,6 +47,8 @@ interface Run {
   reads: number;
   replicaReads: number;
   latencies: number[];
+  /** Route events by target and reason (why reads went where they went). */
+  routes: Record<string, number>;
 }
 
 /**
@@ -81,9 +84,13 @@ async function workload(
       }),
     ),
   );
+  const routes: Record<string, number> = {};
+  for (const { target, reason } of routeEvents.slice(before)) {
+    routes[`${target} ${reason}`] = (routes[`${target} ${reason}`] ?? 0) + 1;
+  }
   // Only reads can reach a replica.
   const replicaReads = routeEvents.slice(before).filter((e) => e.target === 'replica').length;
-  return { reads: latencies.length, replicaReads, latencies };
+  return { reads: latencies.length, replicaReads, latencies, routes };
 }
 
 const rows: (string | number)[][] = [];
@@ -137,6 +144,8 @@ console.log(
   ),
 );
 writeResults('orm', {
+  // Other work on the machine moves these figures: the 1-minute load average at the end.
+  loadAverage: loadavg()[0],
   seconds: SECONDS,
   sessions: SESSIONS,
   orms: Object.fromEntries(
@@ -153,6 +162,7 @@ writeResults('orm', {
           replicaReads: routed.replicaReads,
           p50: percentile(routed.latencies, 50),
           p99: percentile(routed.latencies, 99),
+          routes: routed.routes,
         },
       },
     ]),

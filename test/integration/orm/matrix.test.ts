@@ -134,6 +134,7 @@ describe.each(ORMS)('$orm over the routed pool', ({ orm, streams }) => {
     expect(report.readYourWrites.staleOnReplica).toBe(true);
     expect(report.readYourWrites.elapsedMs).toBeLessThan(env.replicaDelayMs);
     expect(report.readYourWrites.seen).toBe('ryw');
+    expect(report.readYourWrites.seenBesideOtherSession).toBe('ryw');
 
     // The transaction: every statement on the primary, on one backend, in one transaction,
     // invisible to another session until committed, and a rollback leaves nothing.

@@ -51,6 +51,11 @@ export interface ScenarioReport {
     /** The lagging replica did not have the row when the read ran (the check means something). */
     staleOnReplica: boolean;
     seen: string | undefined;
+    /**
+     * The same read issued in the same tick as another session's read (an ORM that batches
+     * reads could run both in one session's context).
+     */
+    seenBesideOtherSession: string | undefined;
   };
   transaction: {
     probes: TxProbe[];
@@ -120,9 +125,14 @@ export async function runScenario(
         await orm.insert(id, 'ryw');
         return orm.read(id);
       });
+      // The other session's read first: an ORM batching both would run them in its context.
+      const [, seenBesideOtherSession] = await Promise.all([
+        withSession(new SessionContext(), () => orm.read(id)),
+        withSession(session, () => orm.read(id)),
+      ]);
       const staleOnReplica = !(await onServer(lagging, id));
       const elapsedMs = performance.now() - started;
-      readYourWrites = { attempts, elapsedMs, staleOnReplica, seen };
+      readYourWrites = { attempts, elapsedMs, staleOnReplica, seen, seenBesideOtherSession };
       if (elapsedMs < env.replicaDelayMs || attempts === 3) break;
     }
 
