@@ -61,6 +61,8 @@ export interface RoutingReplicaSet extends ReplicaSet {
   positionOn(name: string, client: PgQueryable): Promise<Position | undefined>;
   /** The leader's position now. */
   writePosition(): Promise<Position | undefined>;
+  /** Runs `sql` on the leader's own check connections (e.g. a classifier's catalog reads). */
+  queryLeader(sql: string): Promise<{ readonly rows: readonly unknown[] }>;
   /** Takes node `name` out of routing until its next successful check. */
   markDown(name: string): void;
 }
@@ -69,6 +71,8 @@ export interface RoutingReplicaSet extends ReplicaSet {
 export interface PoolClassifier {
   classify(sql: string): SqlClassification;
   notReadOnly?(sql: string): void;
+  /** Where to read the cluster's catalog (the pool gives its leader's check connections). */
+  useCatalog?(query: (sql: string) => Promise<{ readonly rows: readonly unknown[] }>): void;
 }
 
 export interface ReplicatedPoolOptions {
@@ -125,7 +129,7 @@ export interface ReplicatedPoolOptions {
   /**
    * A classifier (anything with `classify`, and optionally `notReadOnly`, which is told a text a
    * replica refused as a write), or options for the built-in one (e.g. `{ readOnlyFunctions:
-   * ['my_report'] }`).
+   * ['pg_sleep'] }`). The pool points it at its leader's catalog (`useCatalog`), if it has one.
    */
   classifier?: SqlClassifier | PoolClassifier | SqlClassifierOptions;
 }

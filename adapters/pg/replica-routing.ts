@@ -23,7 +23,8 @@ import type {
 import { nextMark } from './position-probe.js';
 import { isCheckoutWait, sqlStateOf, triageReplicaError } from './replica-errors.js';
 import type { CheckoutState, ReplicaTransaction } from './routed-client.js';
-import { connectClient } from './sql.js';
+
+function ignoreError(): void {}
 
 /** A replica connection whose `'connect'` listeners' queries failed: it is not used. */
 class ConnectionSetupFailed extends Error {}
@@ -37,6 +38,8 @@ export class ReplicaRouting {
   readonly #events: EventEmitter;
   /** Routed reads running per replica: alone, a read takes its position pipelined behind it. */
   readonly #reading = new Map<string, number>();
+  /** Replica connections that carry an 'error' listener of ours. */
+  readonly #guarded = new WeakSet<object>();
   /** Replica connections whose `'connect'` listeners' queries are still to be checked. */
   readonly #setups = new WeakMap<object, Promise<unknown>>();
 
@@ -141,10 +144,17 @@ export class ReplicaRouting {
   async replicaClient(name: string): Promise<pg.PoolClient | undefined> {
     let client: pg.PoolClient;
     try {
-      client = (await connectClient(this.replicaSet.pool(name))) as unknown as pg.PoolClient;
+      client = (await this.replicaSet.pool(name).connect()) as unknown as pg.PoolClient;
     } catch (error) {
       if (!isCheckoutWait(error)) this.replicaSet.reportError(name, error);
       return undefined;
+    }
+    if (!this.#guarded.has(client)) {
+      // When the server goes away, `pg` emits 'error' on every client, and `pg.Pool` listens only
+      // on idle ones: an unheard one would end the process. The statement that fails tells the
+      // caller, and the broken client is discarded at release.
+      client.on('error', ignoreError);
+      this.#guarded.add(client);
     }
     const setup = this.#setups.get(client);
     if (setup === undefined) return client;

@@ -155,33 +155,35 @@ export class PgReplicaSet implements ReplicaSet {
 
   /**
    * Node `name`'s position (WAL insert location on the leader, replay location on a replica)
-   * read by a query that started after `mark` (from `nextMark()`, taken when a statement on that
-   * node completed): at or past everything that statement saw or wrote. Reads run on the node's
-   * own check connections, one at a time (callers arriving meanwhile share the next one, which
-   * keeps the cost per statement low under load), and are shared by every caller whose mark
-   * precedes their start. Resolves undefined when the node's history is not known yet. Rejects
-   * when a replica is no longer in recovery (promoted: nothing read on it vouches for the
-   * leader's history; it is marked unhealthy at once) or the read failed.
+   * read by a query that started after `mark` (`nextMark()`, taken when a statement on that node
+   * completed): at or past everything that statement saw or wrote. Reads run one at a time on
+   * the node's check connections and are shared by every caller whose mark precedes their start.
+   * Undefined while the node's history is unknown. Rejects when the read failed, or when a
+   * replica is no longer in recovery (promoted: it no longer vouches for the leader's history;
+   * it is marked unhealthy at once).
    */
   positionAfter(name: string, mark: number): Promise<Position | undefined> {
     return this.#nodeNamed(name).probe.after(mark);
   }
 
-  /**
-   * Node `name`'s position read on `client`, one of that node's connections (e.g. right after a
-   * statement on it, pipelined behind it): sent at once when the node's history is known. Same
-   * answers and failures as `positionAfter`.
-   */
+  /** Runs `sql` on the leader's check connections (a classifier's catalog reads, for one). */
+  queryLeader(sql: string): Promise<PgRowsResult> {
+    return this.#leader.checks.query(sql);
+  }
+
+  /** `positionAfter`, read on `client` (one of the node's connections), sent at once. */
   positionOn(name: string, client: PgQueryable): Promise<Position | undefined> {
     return this.#readPosition(this.#nodeNamed(name), client);
   }
 
   /**
-   * The leader's position now (its WAL insert location), read on a check connection of the
-   * leader. Read it after a commit: it is at or past that commit.
+   * The leader's position now (its WAL insert location), read on `client` (one of the leader's
+   * connections) if given, else on its check connections. Read it after a commit: it is at or
+   * past that commit.
    */
-  writePosition(): Promise<Position | undefined> {
-    return this.positionAfter(this.#leader.name, nextMark());
+  writePosition(client?: PgQueryable): Promise<Position | undefined> {
+    const name = this.#leader.name;
+    return client ? this.positionOn(name, client) : this.positionAfter(name, nextMark());
   }
 
   async waitFor(name: string, position: Position, timeoutMs: number): Promise<boolean> {
@@ -300,12 +302,8 @@ export class PgReplicaSet implements ReplicaSet {
 
   /** `query` failing after `connectTimeoutMs` (0: waiting as long as it takes). */
   #timed<T>(query: Promise<T>): Promise<T> {
-    if (this.#connectTimeoutMs === 0) return query;
-    return withTimeout(
-      query,
-      this.#connectTimeoutMs,
-      () => new Error(`no answer within ${this.#connectTimeoutMs} ms`),
-    );
+    const ms = this.#connectTimeoutMs;
+    return ms === 0 ? query : withTimeout(query, ms, () => new Error(`no answer within ${ms} ms`));
   }
 
   #schedule(): void {

@@ -31,7 +31,7 @@ import {
 
 export {
   classifySql,
-  DEFAULT_READ_ONLY_FUNCTIONS,
+  PRIMARY_ONLY_FUNCTIONS,
   type SqlClassification,
   SqlClassifier,
   type SqlClassifierOptions,
@@ -157,6 +157,9 @@ export class ReplicatedPool extends pg.Pool {
         ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
         ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
       });
+    // The classifier's catalog is read on the leader's check connections, never the pool's.
+    const replicaSet = this.replicaSet;
+    classifier.useCatalog?.((sql) => replicaSet.queryLeader(sql));
     this.#replicas = new ReplicaRouting(this.replicaSet, this.router, classifier, this);
     for (const name of this.replicaSet.nodeNames.slice(1)) {
       (this.replicaSet.pool(name) as Partial<pg.Pool>).on?.('connect', this.#onReplicaConnect);
@@ -343,8 +346,15 @@ function isRoutingReplicaSet(value: unknown): value is RoutingReplicaSet {
     typeof set === 'object' &&
     set !== null &&
     Array.isArray(set.nodeNames) &&
-    ['snapshot', 'pool', 'connectionConfig', 'positionAfter', 'markDown', 'waitFor'].every(
-      (method) => typeof (set as Record<string, unknown>)[method] === 'function',
-    )
+    [
+      'snapshot',
+      'pool',
+      'connectionConfig',
+      'positionAfter',
+      'positionOn',
+      'markDown',
+      'waitFor',
+      'queryLeader',
+    ].every((method) => typeof (set as Record<string, unknown>)[method] === 'function')
   );
 }

@@ -9,6 +9,7 @@ import { installTelemetry } from '../../support/otel.js';
 import {
   beforeLaggingApplies,
   caughtUp,
+  classifierReady,
   endRoutedPools,
   routedPool,
 } from './routed-pool-support.js';
@@ -20,6 +21,7 @@ const TABLE = `route_calls_${randomBytes(4).toString('hex')}`;
 let direct: pg.Pool;
 
 beforeAll(async () => {
+  await classifierReady();
   direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
   await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
   // Every replica must have the table before a test reads it there.

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { testEnv } from '../../harness/env.js';
 import { runTsx } from '../../support/child-process.js';
-import { caughtUp, endRoutedPools, routedPool } from './routed-pool-support.js';
+import { caughtUp, classifierReady, endRoutedPools, routedPool } from './routed-pool-support.js';
 
 const env = testEnv();
 const TABLE = `dropin_${randomBytes(4).toString('hex')}`;
@@ -13,6 +13,7 @@ const TENANT = `tenant_${randomBytes(4).toString('hex')}`;
 let direct: pg.Pool;
 
 beforeAll(async () => {
+  await classifierReady();
   direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
   await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
   await direct.query(`INSERT INTO ${TABLE} VALUES (1, 'public')`);
@@ -48,9 +49,10 @@ describe('the routed pool is a pg.Pool of the primary', () => {
     expect(seen['connect']).toEqual([client]);
     expect(seen['acquire']).toEqual([client]);
     expect([pool.totalCount, pool.idleCount]).toEqual([1, 0]);
+    const removed = new Promise((resolve) => pool.once('remove', resolve));
     client.release(new Error('discard it'));
     expect(seen['release']).toEqual([client]);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await removed;
     expect(seen['remove']).toEqual([client]);
     expect(pool.totalCount).toBe(0);
   });
@@ -110,6 +112,41 @@ describe('the routed pool is a pg.Pool of the primary', () => {
     const busy = await strict.connect();
     await expect(strict.connect()).rejects.toThrow('timeout exceeded when trying to connect');
     busy.release();
+  });
+});
+
+describe('ending', () => {
+  it('a pool ended mid-read finishes the read and leaves no connection on any node', async () => {
+    const name = `causeway-end-${randomBytes(4).toString('hex')}`;
+    const { pool } = routedPool({ replica: env.replicaUrl }, {}, { application_name: name });
+    await pool.replicaSet.refresh();
+    const session = new SessionContext({ id: 'ended-mid-read' }, 'eventual');
+    const reading = withSession(session, () =>
+      pool.query('SELECT count(*)::int AS n FROM generate_series(1, 300000)'),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const ending = pool.end();
+    expect((await reading).rows).toEqual([{ n: 300000 }]);
+    await ending;
+    for (const url of [env.primaryUrl, env.replicaUrl]) {
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      try {
+        // A backend leaves pg_stat_activity a moment after its client has closed the socket.
+        let left = -1;
+        for (const deadline = Date.now() + 3000; left !== 0 && Date.now() < deadline; ) {
+          const { rows } = await admin.query(
+            'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+            [name],
+          );
+          left = rows[0].n;
+          if (left !== 0) await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        expect(left).toBe(0);
+      } finally {
+        await admin.end();
+      }
+    }
   });
 });
 

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SqlClassifier } from '../../../adapters/pg/classify.js';
+import { SqlClassifier } from '../../../adapters/pg/classify/index.js';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { testEnv } from '../../harness/env.js';
 import {
   beforeLaggingApplies,
   caughtUp,
+  classifierReady,
   endRoutedPools,
   routedPool,
 } from './routed-pool-support.js';
@@ -17,6 +18,7 @@ let direct: pg.Pool;
 let nextId = 1;
 
 beforeAll(async () => {
+  await classifierReady();
   direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
   await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
   const { pool } = routedPool({ replica: env.replicaUrl, lagging: env.laggingReplicaUrl });
@@ -172,8 +174,10 @@ describe('read-only transactions (routeCheckedOutReads)', () => {
     const classifier = {
       classify: (sql: string) => builtIn.classify(sql),
       notReadOnly: (sql: string) => told.push(sql),
+      useCatalog: (query: Parameters<SqlClassifier['useCatalog']>[0]) => builtIn.useCatalog(query),
     };
     const { pool, events } = routedPool({ replica: env.replicaUrl }, { classifier });
+    await builtIn.ready();
     await direct.query(`CREATE SEQUENCE ${TABLE}_seq`);
     await direct.query(`CREATE VIEW ${TABLE}_next AS SELECT nextval('${TABLE}_seq') AS n`);
     try {

@@ -13,6 +13,7 @@ import { installTelemetry } from '../../support/otel.js';
 import {
   beforeLaggingApplies,
   caughtUp,
+  classifierReady,
   endRoutedPools,
   routedPool,
 } from './routed-pool-support.js';
@@ -27,6 +28,7 @@ const express4 = createRequire(import.meta.url)('express4') as typeof express;
 let direct: pg.Pool;
 
 beforeAll(async () => {
+  await classifierReady();
   direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
   await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
   // Every replica must have the table before a test reads it there.

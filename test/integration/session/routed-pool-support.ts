@@ -1,6 +1,8 @@
 // Shared by the routed pool's integration tests: a pool over the test cluster that records its
 // route events and is ended after the file, and the lag helpers.
+import pg from 'pg';
 import { expect } from 'vitest';
+import { SqlClassifier } from '../../../adapters/pg/classify/index.js';
 import {
   createReplicatedPool,
   type PoolRouteEvent,
@@ -11,6 +13,21 @@ import { testEnv } from '../../harness/env.js';
 
 const env = testEnv();
 const pools: ReplicatedPool[] = [];
+let catalog: pg.Pool | undefined;
+/**
+ * One classifier for every pool of a file, its catalog loaded before the first test (see
+ * `classifierReady`): a new pool's own would send calls and operators to the primary until its
+ * catalog has loaded.
+ */
+const classifier = new SqlClassifier();
+
+/** Loads the shared classifier's catalog; call it in `beforeAll`. */
+export async function classifierReady(): Promise<void> {
+  catalog ??= new pg.Pool({ connectionString: env.primaryUrl, max: 1 });
+  const from = catalog;
+  classifier.useCatalog((sql) => from.query(sql));
+  await classifier.ready();
+}
 
 /** A routed pool over the primary and the given replicas, recording its route events. */
 export function routedPool(
@@ -27,6 +44,7 @@ export function routedPool(
     // A check slower than the default 100 ms would mark a replica down for a second; on a
     // loaded CI machine that happens, and tests asserting a replica target would flake.
     replicaSetOptions: { checkTimeoutMs: 2000, connectTimeoutMs: 10_000 },
+    classifier,
     ...extra,
   });
   pool.on('error', () => {});
