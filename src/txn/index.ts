@@ -10,8 +10,6 @@ export {
   type TwoPhaseTransaction,
 } from './coordinator.js';
 export type { Decision, DecisionLog, DecisionRecord } from './decision-log.js';
-export type { AcquireOptions, FenceGuard, Lease, LeaseManager } from './fencing.js';
-export { MAX_FENCING_TOKEN, MAX_RESOURCE_LENGTH, parseFencingToken } from './fencing.js';
 export {
   coordinatorPrefix,
   GID_SCHEME,
