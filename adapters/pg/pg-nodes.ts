@@ -2,7 +2,7 @@
 // pools Causeway creates for it, and WAL locations as text. Internal except the exported types
 // and LSN helpers, which replica-set.ts re-exports.
 import pg from 'pg';
-import { configError, invalidInput } from '../../src/errors.js';
+import { configError, invalidInput } from '../../src/adapter-kit.js';
 import { isQueryablePool, type PgQueryablePool } from './sql.js';
 
 /**

@@ -1,15 +1,15 @@
 // What the routed pool is configured with, what it reports, and what it needs from its replica
 // set (an interface, so that any topology that provides it can stand behind the pool).
 import type pg from 'pg';
-import type { Position } from '../../src/session/position.js';
-import type { ReplicaSet } from '../../src/session/replica-set.js';
 import type {
   ConsistencyLevel,
   NoCaughtUpPolicy,
+  Position,
+  ReplicaSet,
   RouteReason,
   Router,
   RouteTelemetry,
-} from '../../src/session/router.js';
+} from '../../src/adapter-kit.js';
 import type { SqlClassification, SqlClassifier, SqlClassifierOptions } from './classify.js';
 import type { PgNodeOption } from './pg-nodes.js';
 import type { PgReplicaSetOptions } from './replica-set-options.js';
@@ -133,3 +133,19 @@ export interface ReplicatedPoolOptions {
    */
   classifier?: SqlClassifier | PoolClassifier | SqlClassifierOptions;
 }
+
+/** Every key of `ReplicatedPoolOptions`: any other is refused. */
+export const REPLICATED_POOL_OPTION_KEYS: readonly (keyof ReplicatedPoolOptions)[] = [
+  'primary',
+  'replicas',
+  'replicaSet',
+  'replicaSetOptions',
+  'router',
+  'level',
+  'onNoCaughtUp',
+  'waitTimeoutMs',
+  'telemetry',
+  'readOutsideSession',
+  'routeCheckedOutReads',
+  'classifier',
+];

@@ -2,9 +2,13 @@
 // replica connection setup, error triage, and the floors raised after each.
 import type { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { SessionContext } from '../../src/session/context.js';
-import { comparePositions, type Position } from '../../src/session/position.js';
-import type { ConsistencyLevel, Router } from '../../src/session/router.js';
+import {
+  type ConsistencyLevel,
+  comparePositions,
+  type Position,
+  type Router,
+  type SessionContext,
+} from '../../src/adapter-kit.js';
 import type { SqlClassification } from './classify.js';
 import {
   type ParsedQuery,

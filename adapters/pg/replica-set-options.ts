@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { configError } from '../../src/errors.js';
+import { configError } from '../../src/adapter-kit.js';
 import type { PgNodeOption } from './pg-nodes.js';
 import type { PgQueryablePool } from './sql.js';
 
@@ -54,6 +54,22 @@ export interface PgReplicaSetOptions<P extends PgQueryablePool = PgQueryablePool
    */
   poolDefaults?: pg.PoolConfig;
 }
+
+/** Every key of `PgReplicaSetOptions`: any other is refused. */
+export const PG_REPLICA_SET_OPTION_KEYS: readonly (keyof PgReplicaSetOptions)[] = [
+  'primary',
+  'replicas',
+  'pollIntervalMs',
+  'pollJitter',
+  'maxLagMs',
+  'maxLagBytes',
+  'checkTimeoutMs',
+  'connectTimeoutMs',
+  'waitPollIntervalMs',
+  'failureThreshold',
+  'failureWindowMs',
+  'poolDefaults',
+];
 
 /** The options of a `PgReplicaSet`, checked, with their defaults. */
 export function replicaSetSettings(options: PgReplicaSetOptions) {

@@ -1,8 +1,15 @@
 import type pg from 'pg';
-import { configError, invalidInput } from '../../src/errors.js';
-import type { Position } from '../../src/session/position.js';
-import type { NodeStatus, ReplicaSet, TopologySnapshot } from '../../src/session/replica-set.js';
-import { sleep, withTimeout } from '../../src/util/timers.js';
+import {
+  configError,
+  invalidInput,
+  knownOptions,
+  type NodeStatus,
+  type Position,
+  type ReplicaSet,
+  sleep,
+  type TopologySnapshot,
+  withTimeout,
+} from '../../src/adapter-kit.js';
 import {
   createCheckPool,
   LEADER_CHECK,
@@ -14,7 +21,11 @@ import {
 } from './pg-nodes.js';
 import { nextMark, PositionProbe } from './position-probe.js';
 import { isConnectionLoss } from './replica-errors.js';
-import { type PgReplicaSetOptions, replicaSetSettings } from './replica-set-options.js';
+import {
+  PG_REPLICA_SET_OPTION_KEYS,
+  type PgReplicaSetOptions,
+  replicaSetSettings,
+} from './replica-set-options.js';
 import type { PgQueryable, PgQueryablePool, PgRowsResult } from './sql.js';
 
 export { formatLsn, type PgNodeOption, parseLsn } from './pg-nodes.js';
@@ -71,7 +82,8 @@ export class PgReplicaSet implements ReplicaSet {
   #closed = false;
 
   constructor(options: PgReplicaSetOptions) {
-    if (options === null || typeof options !== 'object' || options.primary === undefined) {
+    knownOptions(options, 'PgReplicaSet', PG_REPLICA_SET_OPTION_KEYS);
+    if (options.primary === undefined) {
       throw configError('PgReplicaSet needs { primary, replicas }');
     }
     if (!Array.isArray(options.replicas)) {

@@ -1,7 +1,5 @@
 import pg from 'pg';
-import { configError } from '../../src/errors.js';
-import { currentSession } from '../../src/session/context.js';
-import { Router } from '../../src/session/router.js';
+import { configError, currentSession, knownOptions, Router } from '../../src/adapter-kit.js';
 import { SqlClassifier, type SqlClassifierOptions } from './classify.js';
 import { copyConfig, poolOptions } from './pg-nodes.js';
 import {
@@ -13,11 +11,12 @@ import {
   type RawQuery,
   type Untyped,
 } from './pg-types.js';
-import type {
-  PoolClassifier,
-  PoolRouteEvent,
-  ReplicatedPoolOptions,
-  RoutingReplicaSet,
+import {
+  type PoolClassifier,
+  type PoolRouteEvent,
+  REPLICATED_POOL_OPTION_KEYS,
+  type ReplicatedPoolOptions,
+  type RoutingReplicaSet,
 } from './pool-contracts.js';
 import { nextMark } from './position-probe.js';
 import { ReplicaRouting } from './replica-routing.js';
@@ -90,6 +89,7 @@ export class ReplicatedPool extends pg.Pool {
     if (options === null || typeof options !== 'object') {
       throw configError('createReplicatedPool needs { primary, replicas }');
     }
+    knownOptions(options, 'createReplicatedPool', REPLICATED_POOL_OPTION_KEYS);
     // Options first, so that a bad one throws before any pool is created.
     const readOutsideSession = options.readOutsideSession ?? 'primary';
     if (readOutsideSession !== 'primary' && readOutsideSession !== 'replica') {

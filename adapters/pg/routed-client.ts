@@ -2,7 +2,7 @@
 // out and the pool's events carry) whose `query` raises the floors of the session active when
 // each statement runs, and may send provably read-only work to a replica.
 import type pg from 'pg';
-import { currentSession, type SessionContext } from '../../src/session/context.js';
+import { currentSession, type SessionContext } from '../../src/adapter-kit.js';
 import type { SqlClassification } from './classify.js';
 import {
   deliver,
