@@ -73,6 +73,8 @@ export interface PoolClassifier {
   notReadOnly?(sql: string): void;
   /** Where to read the cluster's catalog (the pool gives its leader's check connections). */
   useCatalog?(query: (sql: string) => Promise<{ readonly rows: readonly unknown[] }>): void;
+  /** Resolves once the classifier can judge statements (its parser and catalog are loaded). */
+  ready?(): Promise<void>;
 }
 
 export interface ReplicatedPoolOptions {

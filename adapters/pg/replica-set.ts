@@ -79,6 +79,8 @@ export class PgReplicaSet implements ReplicaSet {
   readonly #failureWindowMs: number;
   #snapshot: TopologySnapshot;
   #timer: NodeJS.Timeout | undefined;
+  /** Whether the background checks have started (on the first `snapshot()` or `refresh()`). */
+  #started = false;
   #closed = false;
 
   constructor(options: PgReplicaSetOptions) {
@@ -126,14 +128,18 @@ export class PgReplicaSet implements ReplicaSet {
     }
     this.#byName = byName;
     this.#snapshot = this.#buildSnapshot();
-    if (this.#pollIntervalMs > 0) {
-      // The first check runs at once so that routing to replicas starts within a round trip.
-      void this.refresh();
-    }
   }
 
-  /** The cached topology; the same object until a check changes something. */
+  /**
+   * The cached topology; the same object until a check changes something. The first call starts
+   * the background checks (construction opens no connection, as with `pg.Pool`): until the
+   * first check has answered, every replica counts as unhealthy and reads go to the leader.
+   */
   snapshot(): TopologySnapshot {
+    if (!this.#started) {
+      this.#started = true;
+      if (this.#pollIntervalMs > 0) void this.refresh();
+    }
     return this.#snapshot;
   }
 
@@ -159,6 +165,7 @@ export class PgReplicaSet implements ReplicaSet {
 
   /** Checks every node now; resolves when all checks have finished (never rejects). */
   async refresh(): Promise<void> {
+    this.#started = true;
     // The leader first: a replica is judged against the leader's stream, timeline and position.
     await this.#check(this.#leader);
     await Promise.all(this.#replicas.map((node) => this.#check(node)));

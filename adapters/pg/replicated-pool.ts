@@ -1,5 +1,11 @@
 import pg from 'pg';
-import { configError, currentSession, knownOptions, Router } from '../../src/adapter-kit.js';
+import {
+  configError,
+  currentSession,
+  knownOptions,
+  Router,
+  type SessionContext,
+} from '../../src/adapter-kit.js';
 import { SqlClassifier, type SqlClassifierOptions } from './classify.js';
 import { copyConfig, poolOptions } from './pg-nodes.js';
 import {
@@ -14,6 +20,7 @@ import {
 import {
   type PoolClassifier,
   type PoolRouteEvent,
+  type PoolRouteReason,
   REPLICATED_POOL_OPTION_KEYS,
   type ReplicatedPoolOptions,
   type RoutingReplicaSet,
@@ -197,6 +204,16 @@ export class ReplicatedPool extends pg.Pool {
     // Submittables, malformed calls: exactly what pg.Pool does with them.
     if (parsed === undefined || this.ending) return poolQuery.apply(this, args);
     const session = currentSession();
+    if (session === undefined && this.#readOutsideSession === 'primary') {
+      // Nothing to route and no floor to raise: pg.Pool's own path, without classifying (which
+      // would start the classifier's catalog load on a connection of its own).
+      this.#emitLeaderRoute(
+        'outside-session',
+        undefined,
+        () => this.#classifier.classify(queryText(parsed.config)).reason,
+      );
+      return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+    }
     const verdict = this.#classifier.classify(queryText(parsed.config));
     if (verdict.readOnly && (session !== undefined || this.#readOutsideSession === 'replica')) {
       const onLeader = () =>
@@ -218,6 +235,16 @@ export class ReplicatedPool extends pg.Pool {
       ),
     );
     return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+  }
+
+  /**
+   * Starts what the pool otherwise starts on its first routed statement (the replica set's
+   * checks, the classifier's catalog) and resolves once both have answered: until then reads
+   * in sessions go to the primary. Optional: await it at start-up for reads to reach replicas
+   * from the first request. Construction itself opens no connection, as with `pg.Pool`.
+   */
+  async ready(): Promise<void> {
+    await Promise.all([this.replicaSet.refresh(), this.#classifier.ready?.()]);
   }
 
   /** `pg.Pool#on`, plus `'route'` (one `PoolRouteEvent` per statement). */
@@ -293,8 +320,24 @@ export class ReplicatedPool extends pg.Pool {
         this.#replicas.inReplicaTransaction(state, parsed, verdict, session),
       notePrimary: (sessions, kind, mark) => this.#replicas.notePrimary(sessions, kind, mark),
       emitLeaderRoute: (reason, session, statement) =>
-        this.#replicas.emitRoute(this.#replicas.leaderTarget(reason, session, statement)),
+        this.#emitLeaderRoute(reason, session, statement),
     };
+  }
+
+  /** A `'route'` event to the leader; `statement` (the verdict's reason) computed only if heard. */
+  #emitLeaderRoute(
+    reason: PoolRouteReason,
+    session: SessionContext | undefined,
+    statement: string | (() => string),
+  ): void {
+    if (this.listenerCount('route') === 0) return;
+    this.#replicas.emitRoute(
+      this.#replicas.leaderTarget(
+        reason,
+        session,
+        typeof statement === 'string' ? statement : statement(),
+      ),
+    );
   }
 
   #leaderOnlyConfig(config: string | PgQueryConfig): PgQueryConfig {

@@ -72,7 +72,7 @@ export interface ClientRouting {
   emitLeaderRoute(
     reason: PoolRouteReason,
     session: SessionContext | undefined,
-    statement: string,
+    statement: string | (() => string),
   ): void;
 }
 
@@ -144,11 +144,30 @@ function clientQuery(
     routing.emitLeaderRoute('submittable', session, 'submittable');
     return raw(...args);
   }
+  const leaderOnly = routing.isLeaderOnly(parsed.config);
+  if (
+    session === undefined &&
+    state.replica === undefined &&
+    state.writers.size === 0 &&
+    !routing.mayRouteCheckedOut(undefined)
+  ) {
+    // Outside any session nothing is routed or noted: pg's own path, without classifying (which
+    // would start the classifier's catalog load). What ran here may have set session state, so
+    // the checkout stays on the primary.
+    state.pinned = true;
+    if (!leaderOnly) {
+      routing.emitLeaderRoute(
+        'checked-out-client',
+        undefined,
+        () => routing.classify(queryText(parsed.config)).reason,
+      );
+    }
+    return raw(...args);
+  }
   const verdict = routing.classify(queryText(parsed.config));
   if (state.replica !== undefined) {
     return deliver(routing.inReplicaTransaction(state, parsed, verdict, session), parsed.callback);
   }
-  const leaderOnly = routing.isLeaderOnly(parsed.config);
   if (
     !leaderOnly &&
     !state.pinned &&

@@ -126,19 +126,16 @@ export class SqlClassifier {
   }
 
   /**
-   * Loads the cluster's catalog with `query` (e.g. `(sql) => primaryPool.query(sql)`) at once,
-   * so that it is usually there before the replica set's first check lets reads go to replicas
-   * (until then calls go to the primary); again on a miss (an unknown function or operator, at
-   * most once a second) and once it is older than `catalogRefreshMs`. Replaces any earlier
-   * loader.
+   * Loads the cluster's catalog with `query` (e.g. `(sql) => primaryPool.query(sql)`) at the
+   * first `classify()` (a pool opens no connection before it is used; until the catalog is
+   * there, calls go to the primary), again on a miss (an unknown function or operator, at most
+   * once a second) and once it is older than `catalogRefreshMs`. Replaces any earlier loader.
    */
   useCatalog(query: CatalogQuery): void {
     if (typeof query !== 'function')
       throw configError('SqlClassifier: useCatalog needs a function');
     this.#query = query;
     this.#reloadAt = Number.NEGATIVE_INFINITY;
-    // After the caller's constructor has returned: a pool is complete before it is used.
-    queueMicrotask(() => this.#reload());
   }
 
   /**

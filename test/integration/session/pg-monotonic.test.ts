@@ -42,6 +42,7 @@ beforeAll(async () => {
     replicaSetOptions: { pollIntervalMs: 0, checkTimeoutMs: 2000 },
   });
   pool.on('route', (event: PoolRouteEvent) => events.push(event));
+  await pool.ready();
   const created = await pool.replicaSet.writePosition();
   await reached('fast', created);
   await reached('slow', created);

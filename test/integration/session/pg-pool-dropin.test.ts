@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createReplicatedPool } from '../../../adapters/pg/index.js';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { testEnv } from '../../harness/env.js';
 import { runTsx } from '../../support/child-process.js';
@@ -70,6 +71,44 @@ describe('the routed pool is a pg.Pool of the primary', () => {
     await withSession(session, () => pool.query(`UPDATE ${TABLE} SET v = v WHERE id = 1`));
     expect(acquired).toHaveLength(1);
     expect(session.writeFloor).toBeDefined();
+  });
+
+  it('opens no connection before it is used, and outside a session only its own', async () => {
+    // A classifier of its own: the shared one has its catalog loaded already.
+    const name = `lazy_${randomBytes(4).toString('hex')}`;
+    const pool = createReplicatedPool({
+      primary: { config: { connectionString: env.primaryUrl, application_name: name } },
+      replicas: [{ name: 'replica', config: { connectionString: env.replicaUrl } }],
+    });
+    const backends = async () =>
+      (
+        await direct.query(
+          'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+          [name],
+        )
+      ).rows[0].n as number;
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(await backends()).toBe(0);
+      // Outside a session: pg.Pool's own path, no check or catalog connection beside it.
+      await pool.query('SELECT 1');
+      const client = await pool.connect();
+      await client.query('SELECT 2');
+      client.release();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(await backends()).toBe(1);
+      // ready() starts the checks and the catalog; then reads in a session reach the replica.
+      await pool.ready();
+      await caughtUp(pool, 'replica', await pool.replicaSet.writePosition());
+      const routes: string[] = [];
+      pool.on('route', (event) => routes.push(event.target));
+      await withSession(new SessionContext({ id: 'lazy' }), () =>
+        pool.query(`SELECT v FROM ${TABLE} WHERE id = 1`),
+      );
+      expect(routes).toEqual(['replica']);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('lets the process exit with allowExitOnIdle, never ended', async () => {
