@@ -35,6 +35,19 @@ export interface ParticipantBranch {
   prepare(gid: string): Promise<PreparedInfo>;
   /** Rolls back a branch that was not prepared and gives its connection back. Never rejects. */
   rollback(): Promise<void>;
+  /**
+   * One-phase commit: commits the branch as a plain local transaction (no prepare) and gives
+   * its connection back. Rejects with `TXN_ABORTED` when the participant refused (nothing was
+   * committed) and with any other error when the outcome is unknown (the reply was lost).
+   * Optional: without it the coordinator prepares every branch.
+   */
+  commit?(): Promise<void>;
+  /**
+   * True when the branch has written nothing (PostgreSQL: no transaction id was assigned), so
+   * it can end at once and take no part in phase two. Optional: without it every branch is
+   * treated as a writer.
+   */
+  isReadOnly?(): Promise<boolean>;
 }
 
 /** A prepared branch as listed by the participant. */

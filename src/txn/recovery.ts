@@ -220,9 +220,9 @@ export async function recoverOnce(
         report.forgotten.push(...forget);
       }
       span.setAttributes({
-        'causeway.recover.committed': report.committed.length,
-        'causeway.recover.rolled_back': report.rolledBack.length,
-        'causeway.recover.failures': report.failures.length,
+        [Attr.RECOVER_COMMITTED]: report.committed.length,
+        [Attr.RECOVER_ROLLED_BACK]: report.rolledBack.length,
+        [Attr.RECOVER_FAILURES]: report.failures.length,
       });
       if (report.presumedAborted.length > 0) {
         addToCounter(
