@@ -20,6 +20,8 @@ describe('causeway txn list|resolve', () => {
   async function strand(id: number, crashAt: 'after-decision' | 'before-decision') {
     let gid = '';
     const coordinator = db.coordinator({
+      // Both branches prepared: the decision is not committed with the log's participant.
+      optimizations: { commitWithLog: false },
       hooks: {
         onStep: (step, info) => {
           gid = info.gid;
