@@ -1,5 +1,3 @@
-import { performance } from 'node:perf_hooks';
-
 interface Entry {
   readonly at: number;
   readonly fire: () => void;
