@@ -158,8 +158,9 @@ export class MemoryParticipant implements Participant {
       rollback: async () => {
         if (open) end('aborted');
       },
-      commit: async () => {
+      commit: async (lastStatement?: string) => {
         if (!open) throw invalidInput('the branch is finished');
+        if (lastStatement !== undefined) statements.push({ text: lastStatement, values: [] });
         await this.delay('local-commit');
         const refused = this.take('local-commit');
         if (refused !== undefined || this.unreachable) {

@@ -1,12 +1,15 @@
+import { invalidInput } from '../../src/errors.js';
 import type {
   Decision,
   DecisionEntry,
   DecisionLog,
   DecisionRecord,
 } from '../../src/txn/decision-log.js';
+import { isSafeGidComponent } from '../../src/txn/gid.js';
 import type { Participant, ParticipantBranch } from '../../src/txn/participant.js';
 import { PgParticipant } from './participant.js';
 import { type PgQueryablePool, quoteTable, resolvePool, sqlState, TableCreator } from './sql.js';
+import { gidLiteral } from './txn-sql.js';
 
 /** Default table of `PgDecisionLog`. */
 export const DEFAULT_PG_DECISION_TABLE = 'causeway_2pc_decisions';
@@ -64,11 +67,13 @@ export class PgDecisionLog implements DecisionLog {
     forget: string;
   };
   private readonly table: TableCreator;
+  private readonly quoted: string;
 
   constructor(options: PgDecisionLogOptions) {
     this.pool = resolvePool(options?.pool, 'PgDecisionLog');
     const table = options.table ?? DEFAULT_PG_DECISION_TABLE;
     const quoted = quoteTable(table, 'PgDecisionLog');
+    this.quoted = quoted;
     this.table = new TableCreator(
       this.pool,
       (options.createTable ?? true) ? pgDecisionLogTableSql(table) : undefined,
@@ -142,16 +147,28 @@ export class PgDecisionLog implements DecisionLog {
   }
 
   /**
-   * Inserts the commit decision in `branch`'s transaction (a plain insert: if a decision exists,
-   * or one is being written, it fails or waits and fails, and the branch cannot commit).
+   * Commits `branch` with the decision row inserted just before, in one round trip (a plain
+   * insert: if a decision exists, or one is being written, it fails, after waiting, and the
+   * branch does not commit). The values are written as literals, which only gid characters
+   * make safe: anything else is `INVALID_INPUT`.
    */
-  async recordInBranch(
+  async commitInBranch(
     branch: ParticipantBranch,
     gid: string,
     participants: readonly string[],
   ): Promise<void> {
+    if (typeof branch.commit !== 'function') {
+      throw invalidInput('the branch cannot commit in one phase');
+    }
+    for (const name of participants) {
+      if (!isSafeGidComponent(name)) throw invalidInput('participant names are gid components');
+    }
     if (!this.table.ready) await this.table.ensure();
-    await branch.query(this.sql.record, [gid, 'commit', [...participants]]);
+    const names = participants.map((name) => `'${name}'`).join(', ');
+    await branch.commit(
+      `INSERT INTO ${this.quoted} (gid, decision, participants) ` +
+        `VALUES (${gidLiteral(gid)}, 'commit', ARRAY[${names}]::text[])`,
+    );
   }
 
   async get(gid: string): Promise<DecisionRecord | undefined> {

@@ -250,25 +250,32 @@ class PgBranch implements ParticipantBranch {
    * (row change, row lock, DDL, nextval...), so a NULL `pg_current_xact_id_if_assigned()` means
    * nothing was written. Asked only after read commands alone.
    */
-  async isReadOnly(): Promise<boolean> {
+  isReadOnly(): Promise<boolean> | boolean {
     if (this.ranWriteCommand) return false;
-    const result = await this.open().query(
-      'SELECT pg_current_xact_id_if_assigned() IS NULL AS read_only',
-    );
-    return result.rows[0]?.['read_only'] === true;
+    return this.open()
+      .query('SELECT pg_current_xact_id_if_assigned() IS NULL AS read_only')
+      .then((result) => result.rows[0]?.['read_only'] === true);
   }
 
-  async commit(): Promise<void> {
+  async commit(lastStatement?: string): Promise<void> {
     const client = this.open();
     this.client = undefined;
     let command: string | undefined;
     try {
-      command = (await client.query('COMMIT')).command;
+      // One round trip either way; `pg` answers two statements with two results.
+      command = single(
+        await client.query(lastStatement === undefined ? 'COMMIT' : `${lastStatement}; COMMIT`),
+      ).command;
     } catch (error) {
       const refused = commitRefused(error);
-      // Refused: the server answered and the connection is sound. Otherwise it is suspect.
-      client.release(refused !== undefined ? undefined : error instanceof Error ? error : true);
-      throw refused ?? error;
+      if (refused === undefined) {
+        // The connection is suspect: it is destroyed, which ends the transaction.
+        client.release(error instanceof Error ? error : true);
+        throw error;
+      }
+      // The server answered; a failed `lastStatement` left the transaction open, aborted.
+      await endAndRelease(client);
+      throw refused;
     }
     client.release();
     // COMMIT in a failed transaction rolls back instead (command ROLLBACK).

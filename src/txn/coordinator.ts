@@ -68,11 +68,11 @@ function resolveOptimizations(
   if (named !== undefined && !Object.hasOwn(options.participants, named)) {
     throw configError('logParticipant must name one of the participants');
   }
-  if (named !== undefined && typeof log.recordInBranch !== 'function') {
-    throw configError('logParticipant needs a log that can record in a branch (recordInBranch)');
+  if (named !== undefined && typeof log.commitInBranch !== 'function') {
+    throw configError('logParticipant needs a log that can record in a branch (commitInBranch)');
   }
   let logParticipant: string | undefined;
-  if (switches.commitWithLog !== false && typeof log.recordInBranch === 'function') {
+  if (switches.commitWithLog !== false && typeof log.commitInBranch === 'function') {
     logParticipant =
       named ??
       Object.entries(options.participants).find(
@@ -349,18 +349,15 @@ export class TwoPhaseCoordinator {
     finished = true;
     if (branches.size === 0) return result;
     span.setAttribute(Attr.PARTICIPANTS, [...branches.keys()]);
-    const begun = await Promise.allSettled(branches.values());
-    const failed = begun.find((outcome) => outcome.status === 'rejected');
-    if (failed !== undefined) {
-      await rollbackBegun(branches);
-      throw aborted(gid, 'a participant could not begin', failed.reason);
+    const open = new Map<string, ParticipantBranch>();
+    for (const [name, branch] of branches) {
+      try {
+        open.set(name, await branch);
+      } catch (error) {
+        await rollbackBegun(branches);
+        throw aborted(gid, 'a participant could not begin', error);
+      }
     }
-    const open = new Map(
-      [...branches.keys()].map((name, index) => [
-        name,
-        (begun[index] as PromiseFulfilledResult<ParticipantBranch>).value,
-      ]),
-    );
     await this.protocol.commit(gid, open, span);
     return result;
   }

@@ -46,12 +46,13 @@ export interface DecisionLog {
    */
   colocatedWith?(participant: Participant): boolean;
   /**
-   * Inserts the commit decision for `gid` inside `branch`'s open transaction, which the
-   * coordinator then commits (one local commit is both that branch and the commit point).
-   * Rejects when a decision exists (the branch's transaction then cannot commit). Needed with
-   * `colocatedWith`.
+   * Commits `branch` (of a participant this log is colocated with) together with the commit
+   * decision for `gid`, inserted in its transaction just before its commit: one local commit is
+   * both that branch and the commit point. Rejects with `TXN_ABORTED` when the branch did not
+   * commit (a decision exists, or the participant refused), with any other error when that is
+   * unknown (the reply was lost). Needed with `colocatedWith`.
    */
-  recordInBranch?(
+  commitInBranch?(
     branch: ParticipantBranch,
     gid: string,
     participants: readonly string[],

@@ -89,7 +89,7 @@ export interface TwoPhaseCoordinatorOptions {
   participants: Readonly<Record<string, Participant>>;
   /**
    * The participant whose database holds the decision log, for `optimizations.commitWithLog`
-   * (the log must implement `recordInBranch`, else `CONFIG`). Default: the participant the log
+   * (the log must implement `commitInBranch`, else `CONFIG`). Default: the participant the log
    * says it is colocated with (`PgDecisionLog` and `PgParticipant` given the same pool), if any.
    */
   logParticipant?: string;

@@ -92,9 +92,10 @@ export class CommitProtocol {
     gid: string,
     open: Map<string, ParticipantBranch>,
   ): Promise<Map<string, ParticipantBranch>> {
-    const votes = await Promise.allSettled(
-      [...open.values()].map((branch) => branch.isReadOnly?.() ?? false),
-    );
+    const asked = [...open.values()].map((branch) => branch.isReadOnly?.() ?? false);
+    // Writers that knew it without a round trip (the common case): nothing to wait for.
+    if (asked.every((vote) => vote === false)) return open;
+    const votes = await Promise.allSettled(asked);
     const failed = votes.find((vote) => vote.status === 'rejected');
     if (failed !== undefined) {
       await rollbackAll(open);
@@ -229,9 +230,9 @@ export class CommitProtocol {
 
   /**
    * Last-resource commit: the log's participant inserts the decision in its own transaction and
-   * commits; that commit is the commit point. When its outcome is unknown (reply lost) or the
-   * insert failed, the write-once log settles it: recording an abort waits for the branch's
-   * insert, if still in flight, and returns the commit if that insert committed.
+   * commits; that commit is the commit point. When its outcome is unknown (reply lost) the
+   * write-once log settles it: recording an abort waits for the branch's insert, if still in
+   * flight, and returns the commit if that insert committed.
    */
   private commitWithLog(
     gid: string,
@@ -250,22 +251,17 @@ export class CommitProtocol {
       }
       let failure: unknown;
       try {
-        await this.config.log.recordInBranch!(branch, gid, names);
+        await this.config.log.commitInBranch!(branch, gid, names);
+        span.setAttribute(Attr.OUTCOME, 'commit');
+        return { decision: 'commit', reason: '', cause: undefined };
       } catch (error) {
+        // Ends the branch if the failure came before its commit (a no-op after it).
         await branch.rollback();
         failure = error;
       }
-      if (failure === undefined) {
-        try {
-          await branch.commit!();
-          span.setAttribute(Attr.OUTCOME, 'commit');
-          return { decision: 'commit', reason: '', cause: undefined };
-        } catch (error) {
-          failure = error;
-        }
-      }
       const reason = 'the participant holding the decision log did not commit';
-      // Refused by the server: nothing committed, and no one else can record a commit.
+      // Not committed (refused, or a decision existed: recovery's abort), and no one else can
+      // record a commit.
       if (isCausewayError(failure, ErrorCode.TXN_ABORTED)) {
         return { decision: 'abort', reason, cause: failure };
       }
