@@ -65,7 +65,10 @@ function resolveOptimizations(
     }
   }
   const named = options.logParticipant;
-  if (named !== undefined && !Object.hasOwn(options.participants, named)) {
+  if (
+    named !== undefined &&
+    (typeof named !== 'string' || !Object.hasOwn(options.participants, named))
+  ) {
     throw configError('logParticipant must name one of the participants');
   }
   if (named !== undefined && typeof log.commitInBranch !== 'function') {

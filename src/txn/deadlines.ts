@@ -15,16 +15,13 @@ interface Entry {
  */
 export class Deadlines {
   private readonly queues = new Map<number, Set<Entry>>();
-  /** Sleeps woken by `close()`, by entry. */
-  private readonly onClose = new Map<Entry, () => void>();
+  /** Pending sleeps (their wake-up and cancel functions), woken by `close()`. */
+  private readonly sleepers = new Map<() => void, () => void>();
   private timer: NodeJS.Timeout | undefined;
   private armedAt = Number.POSITIVE_INFINITY;
   private closed = false;
 
-  /**
-   * Settles like `promise`, or rejects with `onTimeout()` after `ms`. After `close()` the
-   * deadline never fires (the promise alone decides).
-   */
+  /** Settles like `promise`, or rejects with `onTimeout()` after `ms`. */
   within<T>(promise: Promise<T>, ms: number, onTimeout: () => unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const cancel = this.add(ms, () => reject(onTimeout()));
@@ -45,24 +42,29 @@ export class Deadlines {
   sleep(ms: number): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise((resolve) => {
-      this.add(ms, resolve, resolve);
+      const wake = () => {
+        this.sleepers.delete(wake);
+        resolve();
+      };
+      this.sleepers.set(wake, this.add(ms, wake));
     });
   }
 
-  /** Cancels every deadline; pending sleeps resolve at once. */
+  /**
+   * Wakes every sleep now and makes later ones return at once. Deadlines set with `within`
+   * still fire (transactions in flight keep their timeouts); the timer never holds the process.
+   */
   close(): void {
     this.closed = true;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    const wakers = [...this.queues.values()].flatMap((queue) => [...queue]);
-    this.queues.clear();
-    for (const entry of wakers) this.onClose.get(entry)?.();
-    this.onClose.clear();
+    for (const [wake, cancel] of this.sleepers) {
+      cancel();
+      wake();
+    }
+    this.sleepers.clear();
   }
 
   /** Schedules `fire` in `ms`; returns the cancel function. */
-  private add(ms: number, fire: () => void, wakeOnClose?: () => void): () => void {
-    if (this.closed) return () => {};
+  private add(ms: number, fire: () => void): () => void {
     const duration = Math.max(0, Math.round(ms));
     const entry: Entry = { at: performance.now() + duration, fire };
     let queue = this.queues.get(duration);
@@ -71,12 +73,10 @@ export class Deadlines {
       this.queues.set(duration, queue);
     }
     queue.add(entry);
-    if (wakeOnClose !== undefined) this.onClose.set(entry, wakeOnClose);
     if (entry.at < this.armedAt) this.arm(entry.at);
     return () => {
       const owner = this.queues.get(duration);
       if (owner?.delete(entry) && owner.size === 0) this.queues.delete(duration);
-      if (wakeOnClose !== undefined) this.onClose.delete(entry);
     };
   }
 
@@ -100,7 +100,6 @@ export class Deadlines {
           break;
         }
         queue.delete(entry);
-        this.onClose.delete(entry);
         due.push(entry);
       }
       if (queue.size === 0) this.queues.delete(duration);

@@ -51,5 +51,9 @@ describe('Deadlines', () => {
     deadlines.close();
     await long;
     await deadlines.sleep(60_000);
+    // A deadline set with within() still fires after close (transactions in flight keep theirs).
+    await expect(
+      deadlines.within(new Promise(() => {}), 5, () => new Error('late')),
+    ).rejects.toThrow('late');
   });
 });

@@ -107,4 +107,20 @@ describe('TwoPhaseCoordinator optimizations', () => {
     await Promise.all(Array.from({ length: 6 }, (_, i) => signup(off.coordinator, i)));
     expect(off.log.batches).toEqual([]);
   });
+
+  it('refuses bad optimization options with CONFIG', () => {
+    const bad: Record<string, unknown>[] = [
+      { optimizations: { onePhase: 'yes' } },
+      { optimizations: { groupCommit: true } },
+      { optimizations: 7 },
+      { logParticipant: 'nobody' },
+      // The memory log cannot commit in a branch.
+      { logParticipant: 'users' },
+    ];
+    for (const options of bad) {
+      expect(() => setup(options as never), JSON.stringify(options)).toThrow(
+        expect.objectContaining({ code: 'CONFIG' }),
+      );
+    }
+  });
 });
