@@ -3,7 +3,6 @@ import {
   configError,
   ErrorCode,
   functionOption,
-  invalidInput,
   isCausewayError,
   optionsObject,
 } from '../errors.js';
@@ -13,7 +12,6 @@ import { DecisionBatcher } from './decision-batcher.js';
 import type { DecisionLog } from './decision-log.js';
 import { assertCoordinatorConfig, newTxnGid } from './gid.js';
 import type {
-  TransactionBranch,
   TransactionOptions,
   TransactionResult,
   TwoPhaseCoordinatorOptions,
@@ -23,6 +21,7 @@ import type { ParticipantBranch } from './participant.js';
 import { CommitProtocol } from './protocol.js';
 import { aborted, type ProtocolConfig, StoppedAtStep } from './protocol-base.js';
 import { Recoverer, type RecoveryReport } from './recovery.js';
+import { TransactionScope } from './scope.js';
 
 export type {
   TransactionBranch,
@@ -295,39 +294,8 @@ export class TwoPhaseCoordinator {
     timeoutMs: number,
     span: Span,
   ): Promise<T> {
-    const branches = new Map<string, Promise<ParticipantBranch>>();
-    const handles = new Map<string, TransactionBranch>();
-    let finished = false;
-    const tx: TwoPhaseTransaction = {
-      gid,
-      participant: (name) => {
-        let handle = handles.get(name);
-        if (handle !== undefined) return handle;
-        const participant = this.options.participants.get(name);
-        if (participant === undefined) {
-          const shown = typeof name === 'string' ? name.slice(0, 64) : typeof name;
-          throw invalidInput(`unknown participant "${shown}"`, {
-            known: [...this.options.participants.keys()],
-          });
-        }
-        handle = {
-          query: async (text, values) => {
-            if (finished) {
-              throw invalidInput('the transaction is already finished; statements must run in fn');
-            }
-            let branch = branches.get(name);
-            if (branch === undefined) {
-              branch = participant.begin();
-              branches.set(name, branch);
-            }
-            return (await branch).query(text, values);
-          },
-        };
-        handles.set(name, handle);
-        return handle;
-      },
-    };
-
+    const tx = new TransactionScope(gid, this.options.participants);
+    const { branches } = tx;
     let result: T;
     try {
       result = await this.deadlines.within(
@@ -337,7 +305,7 @@ export class TwoPhaseCoordinator {
         () => new Error(`the transaction function ran longer than ${timeoutMs} ms`),
       );
     } catch (error) {
-      finished = true;
+      tx.finished = true;
       await rollbackBegun(branches);
       // Our own typed errors (unknown participant, unpreparable statement, server settings)
       // say more than a wrapper would.
@@ -349,7 +317,7 @@ export class TwoPhaseCoordinator {
       }
       throw aborted(gid, 'the transaction function failed', error);
     }
-    finished = true;
+    tx.finished = true;
     if (branches.size === 0) return result;
     span.setAttribute(Attr.PARTICIPANTS, [...branches.keys()]);
     const open = new Map<string, ParticipantBranch>();
