@@ -40,6 +40,7 @@ const HAND_WRITTEN = 'hand-written 2PC SQL';
 const ALL = 'coordinator, all optimizations';
 const WITHOUT = 'coordinator, no optimization';
 const LOG_APART = 'coordinator, log apart (batched)';
+const LOG_APART_UNBATCHED = 'coordinator, log apart (not batched)';
 const PLAIN_ONE = 'one insert, plain transaction';
 const ONE_PHASE = 'one insert, coordinator (one phase)';
 
@@ -103,6 +104,7 @@ async function runWith(fsync: 'off' | 'on'): Promise<Result[]> {
     all: coordinator('all', poolA, {}),
     none: coordinator('none', poolA, NONE),
     apart: coordinator('apart', logPool, {}),
+    apartUnbatched: coordinator('apart1', logPool, { batchDecisions: false }),
   };
 
   let nextId = 0;
@@ -163,6 +165,7 @@ async function runWith(fsync: 'off' | 'on'): Promise<Result[]> {
     [ALL]: signup(coordinators.all),
     [WITHOUT]: signup(coordinators.none),
     [LOG_APART]: signup(coordinators.apart),
+    [LOG_APART_UNBATCHED]: signup(coordinators.apartUnbatched),
     [PLAIN_ONE]: () => {
       const id = nextId++;
       return plain([[insertUser, [id, `u${id}@example.com`]]]);
@@ -226,6 +229,7 @@ const ratios = ['off', 'on'].flatMap((fsync) =>
       noneVsHandWritten: tps(WITHOUT) / tps(HAND_WRITTEN),
       handWrittenVsOneDatabase: tps(HAND_WRITTEN) / tps(ONE_DATABASE),
       onePhaseVsPlain: tps(ONE_PHASE) / tps(PLAIN_ONE),
+      batchedVsNot: tps(LOG_APART) / tps(LOG_APART_UNBATCHED),
     };
   }),
 );
@@ -248,6 +252,7 @@ console.log(
       'no opt. / hand-written',
       'hand-written / one database',
       'one phase / plain',
+      'batched / not (log apart)',
     ],
     ratios.map((r) => [
       r.fsync,
@@ -257,6 +262,7 @@ console.log(
       r.noneVsHandWritten,
       r.handWrittenVsOneDatabase,
       r.onePhaseVsPlain,
+      r.batchedVsNot,
     ]),
   ),
 );
