@@ -84,7 +84,7 @@ async function runWith(fsync: 'off' | 'on'): Promise<Result[]> {
   const handLog = `txn_bench_handlog_${suffix}`;
   const poolA = new pg.Pool({ connectionString: serverA.url, max: 12 });
   const poolB = new pg.Pool({ connectionString: serverB.url, max: 12 });
-  const logPool = new pg.Pool({ connectionString: serverA.url, max: 4 });
+  const logPool = new pg.Pool({ connectionString: serverA.url, max: 12 });
   for (const pool of [poolA, poolB]) {
     await pool.query(`CREATE TABLE ${users} (id bigint PRIMARY KEY, email text NOT NULL)`);
     await pool.query(`CREATE TABLE ${perms} (id bigint PRIMARY KEY, role text NOT NULL)`);
