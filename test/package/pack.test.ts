@@ -1,8 +1,8 @@
 /**
  * Proves the published shape: build, `npm pack`, `npm install` the tarball into a consumer
- * project (offline: the package has no dependencies and peers are not installed), then import
- * every subpath export from JavaScript, run the `bin` through the link npm made, and type-check
- * a TypeScript consumer against the declarations. Peer dependencies resolve from this
+ * project (offline: its one dependency, libpg-query, comes from npm's cache, and peers are not
+ * installed), then import every subpath export from JavaScript, run the `bin` through the link
+ * npm made, and type-check a TypeScript consumer against the declarations. Peer dependencies resolve from this
  * repository's node_modules (the consumer lives below it), as they would from a user's project.
  */
 import { execFileSync } from 'node:child_process';
