@@ -85,6 +85,8 @@ async function runWith(fsync: 'off' | 'on'): Promise<Result[]> {
   const poolA = new pg.Pool({ connectionString: serverA.url, max: 12 });
   const poolB = new pg.Pool({ connectionString: serverB.url, max: 12 });
   const logPool = new pg.Pool({ connectionString: serverA.url, max: 12 });
+  // An idle client whose server stops (at the end of a setting) must not crash the run.
+  for (const pool of [poolA, poolB, logPool]) pool.on('error', () => {});
   for (const pool of [poolA, poolB]) {
     await pool.query(`CREATE TABLE ${users} (id bigint PRIMARY KEY, email text NOT NULL)`);
     await pool.query(`CREATE TABLE ${perms} (id bigint PRIMARY KEY, role text NOT NULL)`);
