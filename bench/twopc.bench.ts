@@ -105,8 +105,8 @@ async function runWith(fsync: 'off' | 'on'): Promise<Result[]> {
   const coordinators = {
     all: coordinator('all', poolA, {}),
     none: coordinator('none', poolA, NONE),
-    apart: coordinator('apart', logPool, {}),
-    apartUnbatched: coordinator('apart1', logPool, { batchDecisions: false }),
+    apart: coordinator('apart', logPool, { batchDecisions: true }),
+    apartUnbatched: coordinator('apart1', logPool, {}),
   };
 
   let nextId = 0;

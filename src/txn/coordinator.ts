@@ -87,7 +87,7 @@ function resolveOptimizations(
     readOnly: switches.readOnly !== false,
     logParticipant,
     batcher:
-      switches.batchDecisions !== false && typeof recordMany === 'function'
+      switches.batchDecisions === true && typeof recordMany === 'function'
         ? new DecisionBatcher(log, recordMany)
         : undefined,
   };

@@ -43,8 +43,9 @@ export interface TwoPhaseHooks {
 }
 
 /**
- * The protocol's optimizations, each on unless switched off. Every one of them keeps the
- * transaction atomic through any crash; recovery understands each path.
+ * The protocol's optimizations, each on unless switched off (batching: off unless switched on).
+ * Every one of them keeps the transaction atomic through any crash; recovery understands each
+ * path.
  */
 export interface TwoPhaseOptimizations {
   /**
@@ -71,7 +72,9 @@ export interface TwoPhaseOptimizations {
   /**
    * Concurrent transactions' decisions are written together in one statement (group commit;
    * needs `DecisionLog.recordMany`). A decision is written at once when no write is in flight,
-   * so a lone transaction is not delayed. Default: `true`.
+   * so a lone transaction is not delayed. Off by default: PostgreSQL already shares one WAL flush
+   * among concurrent commits, and in `npm run bench -- twopc` batches measured slower than
+   * separate inserts (a batch waits for the write in flight). Default: `false`.
    */
   batchDecisions?: boolean;
 }
@@ -93,7 +96,7 @@ export interface TwoPhaseCoordinatorOptions {
    * says it is colocated with (`PgDecisionLog` and `PgParticipant` given the same pool), if any.
    */
   logParticipant?: string;
-  /** Switches optimizations off (each defaults to on; see `TwoPhaseOptimizations`). */
+  /** Switches optimizations on or off (see `TwoPhaseOptimizations` for each default). */
   optimizations?: TwoPhaseOptimizations;
   /**
    * Longest the prepare phase may take; a transaction whose prepares take longer is aborted.

@@ -221,7 +221,7 @@ describe('2PC optimizations on PostgreSQL', () => {
       batches.push(entries.length);
       return recordMany(entries);
     };
-    const coordinator = db.coordinator({ log });
+    const coordinator = db.coordinator({ log, optimizations: { batchDecisions: true } });
     const ids = Array.from({ length: 12 }, (_, i) => 100 + i);
     await Promise.all(
       ids.map((id) =>

@@ -234,6 +234,7 @@ describe('TwoPhaseCoordinator over two PostgreSQL primaries', () => {
       const live = db.coordinator({
         prepareTimeoutMs: 10_000,
         log,
+        ...(race.separateLog ? { optimizations: { batchDecisions: true } } : {}),
         // Below the servers' max_prepared_transactions (20), so PREPARE never runs out of slots.
         maxConcurrentTransactions: race.separateLog ? 16 : 8,
         hooks: { onStep: () => new Promise((resolve) => setTimeout(resolve, Math.random() * 60)) },
