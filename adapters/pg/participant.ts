@@ -204,8 +204,11 @@ class PgBranch implements ParticipantBranch {
     text: string,
     values?: readonly unknown[],
   ): Promise<ParticipantQueryResult<Row>> {
-    const client = this.open();
+    this.open();
     await assertPreparable(text);
+    // Taken after the check, which yields: a branch rolled back meanwhile has given its
+    // connection back, and the statement must not run there (it would commit on its own).
+    const client = this.open();
     const results = await client.query(text, values === undefined ? undefined : [...values]);
     if (!this.ranWriteCommand) {
       this.ranWriteCommand = (Array.isArray(results) ? results : [results]).some(

@@ -199,6 +199,24 @@ describe('TwoPhaseCoordinator over two PostgreSQL primaries', () => {
     expect(await participant.branchStatus(xid)).toBe('aborted');
   });
 
+  it('runs no statement of a branch rolled back while that statement was being checked', async () => {
+    // fn starts a write and fails at once: the branch is rolled back (its connection returned)
+    // while the write is still in its preparable check. It must not then run on that connection
+    // (it would commit on its own, or inside whatever transaction the connection serves next).
+    const error = await rejection(
+      coordinator.transaction(async (tx) => {
+        void tx
+          .participant('users')
+          .query(...insert(77))
+          .catch(() => {});
+        throw new Error('fails at once');
+      }),
+    );
+    expect(error.code).toBe('TXN_ABORTED');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await db.rows()).users).not.toContain(77);
+  });
+
   it('keeps decisions write-once under concurrent writers', async () => {
     const log = new PgDecisionLog({ pool: db.users, table: db.logTable });
     const gid = `cw:${db.coordinatorId}:${'b'.repeat(32)}`;
