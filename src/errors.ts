@@ -92,35 +92,5 @@ export function configError(
   return new CausewayError(ErrorCode.CONFIG, message, details ? { details } : {});
 }
 
-/** `options` itself when it is an object, else a `CONFIG` error: "`owner` options must be an object". */
-export function optionsObject<T>(options: T, owner: string): T & object {
-  if (typeof options !== 'object' || options === null) {
-    throw configError(`${owner} options must be an object`);
-  }
-  return options;
-}
-
-/**
- * The function option `value`, or `fallback` when it is undefined; anything else is a `CONFIG`
- * error: "`name` must be a function".
- */
-export function functionOption<F extends (...args: never[]) => unknown>(
-  name: string,
-  value: F | undefined,
-  fallback: F,
-): F;
-export function functionOption<F extends (...args: never[]) => unknown>(
-  name: string,
-  value: F | undefined,
-): F | undefined;
-export function functionOption<F extends (...args: never[]) => unknown>(
-  name: string,
-  value: F | undefined,
-  fallback?: F,
-): F | undefined {
-  const resolved = value === undefined ? fallback : value;
-  if (resolved !== undefined && typeof resolved !== 'function') {
-    throw configError(`${name} must be a function`);
-  }
-  return resolved;
-}
+// Kept here until every caller imports them from options.ts.
+export { functionOption, optionsObject } from './options.js';

@@ -2,5 +2,6 @@
 export * from './clocks/index.js';
 export * from './conflict/index.js';
 export { CausewayError, type CausewayErrorOptions, ErrorCode, isCausewayError } from './errors.js';
+export * from './fencing/index.js';
 export * from './session/index.js';
 export * from './txn/index.js';

@@ -7,6 +7,7 @@ import {
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
+import { isCausewayError } from './errors.js';
 
 /**
  * Telemetry names live here and nowhere else, so dashboards can rely on them. With no
@@ -54,6 +55,11 @@ export const Attr = {
   RECOVER_COMMITTED: 'causeway.recover.committed',
   RECOVER_ROLLED_BACK: 'causeway.recover.rolled_back',
   RECOVER_FAILURES: 'causeway.recover.failures',
+  /**
+   * OpenTelemetry's `error.type` (semantic conventions), on spans that ended in an error: a
+   * `CausewayError`'s code, else the error's name (`TypeError`), else `_OTHER`.
+   */
+  ERROR_TYPE: 'error.type',
 } as const;
 
 /**
@@ -82,11 +88,11 @@ export const CounterName = {
 export type CounterName = (typeof CounterName)[keyof typeof CounterName];
 
 const COUNTER_DESCRIPTIONS: Readonly<Record<CounterName, string>> = {
-  'causeway.route.reads': 'Reads routed by the session router',
-  'causeway.session.invalid_tokens': 'Session tokens that failed verification',
-  'causeway.session.store_failures': 'Session store failures (reads went to the leader)',
-  'causeway.2pc.outcomes': 'Finished distributed transactions by outcome',
-  'causeway.fence.rejections': 'Writes rejected for a stale fencing token',
+  [CounterName.ROUTED_READS]: 'Reads routed by the session router',
+  [CounterName.INVALID_TOKENS]: 'Session tokens that failed verification',
+  [CounterName.SESSION_STORE_FAILURES]: 'Session store failures (reads went to the leader)',
+  [CounterName.TWO_PC_OUTCOMES]: 'Finished distributed transactions by outcome',
+  [CounterName.FENCE_REJECTIONS]: 'Writes rejected for a stale fencing token',
 };
 
 const tracer = trace.getTracer(INSTRUMENTATION_NAME);
@@ -146,8 +152,16 @@ export async function withSpan<T>(
   });
 }
 
-/** Records `error` on `span` and sets its status to ERROR. */
+/** The `error.type` of `error`: a `CausewayError`'s code, an error's name, else `_OTHER`. */
+export function errorType(error: unknown): string {
+  if (isCausewayError(error)) return error.code;
+  if (error instanceof Error && error.name !== '') return error.name;
+  return '_OTHER';
+}
+
+/** Records `error` on `span`, sets `error.type` (see `errorType`) and its status to ERROR. */
 export function recordError(span: Span, error: unknown): void {
+  span.setAttribute(Attr.ERROR_TYPE, errorType(error));
   if (error instanceof Error) {
     span.recordException(error);
     span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { functionOption, optionsObject } from '../../src/errors.js';
 import {
   type AcquireOptions,
   assertFencingToken,
   assertResource,
   type FenceGuard,
+  functionOption,
+  knownOptions,
   type Lease,
   type LeaseManager,
   leaseNotHeld,
@@ -12,7 +13,7 @@ import {
   staleFencingToken,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/txn/fencing.js';
+} from '../../src/adapter-kit.js';
 
 export interface MemoryLeaseManagerOptions {
   /** The clock leases expire by, in epoch milliseconds. Default: `Date.now`. */
@@ -34,7 +35,7 @@ export class MemoryLeaseManager implements LeaseManager {
   readonly #leases = new Map<string, LeaseRecord>();
 
   constructor(options: MemoryLeaseManagerOptions = {}) {
-    const { now } = optionsObject(options, 'MemoryLeaseManager');
+    const { now } = knownOptions(options, 'MemoryLeaseManager', ['now']);
     this.#now = functionOption('MemoryLeaseManager: now', now, Date.now);
   }
 

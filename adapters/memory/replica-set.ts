@@ -1,7 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { configError, invalidInput, optionsObject } from '../../src/errors.js';
-import { hasReached, type Position } from '../../src/session/position.js';
-import type { NodeStatus, ReplicaSet, TopologySnapshot } from '../../src/session/replica-set.js';
+import {
+  configError,
+  hasReached,
+  invalidInput,
+  knownOptions,
+  type NodeStatus,
+  numberOption,
+  type Position,
+  type ReplicaSet,
+  stringOption,
+  type TopologySnapshot,
+} from '../../src/adapter-kit.js';
 
 export interface MemoryReplicaOptions {
   /** The replica's name. Default `replica-<n>` (1-based). */
@@ -12,6 +21,8 @@ export interface MemoryReplicaOptions {
    */
   delayMs?: number;
 }
+
+const OWNER = 'MemoryReplicaSet';
 
 /** The most replicas a `MemoryReplicaSet` is built with from a count (1000). */
 export const MAX_MEMORY_REPLICAS = 1000;
@@ -71,38 +82,37 @@ export class MemoryReplicaSet<V = unknown> implements ReplicaSet {
   #closed = false;
 
   constructor(options: MemoryReplicaSetOptions = {}) {
-    optionsObject(options, 'MemoryReplicaSet');
+    knownOptions(options, OWNER, ['replicas', 'leaderName', 'stream', 'epoch']);
     const replicas = options.replicas ?? 2;
     if (
       typeof replicas === 'number' &&
       !(Number.isInteger(replicas) && replicas >= 0 && replicas <= MAX_MEMORY_REPLICAS)
     ) {
-      throw configError(`replicas must be a count from 0 to ${MAX_MEMORY_REPLICAS} or an array`);
+      throw configError(
+        `${OWNER}: replicas must be a count from 0 to ${MAX_MEMORY_REPLICAS} or an array`,
+      );
     }
     const replicaOptions =
       typeof replicas === 'number' ? Array.from({ length: replicas }, () => ({})) : replicas;
-    if (!Array.isArray(replicaOptions)) throw configError('replicas must be a count or an array');
-    this.stream = options.stream ?? randomUUID();
-    if (typeof this.stream !== 'string' || this.stream === '') {
-      throw configError('stream must be a non-empty string');
+    if (!Array.isArray(replicaOptions)) {
+      throw configError(`${OWNER}: replicas must be a count or an array`);
     }
-    this.#epoch = options.epoch ?? 1;
-    if (!Number.isInteger(this.#epoch) || this.#epoch < 0)
-      throw configError('epoch must be an integer >= 0');
+    this.stream = stringOption(OWNER, 'stream', options.stream, randomUUID());
+    this.#epoch = numberOption(OWNER, 'epoch', options.epoch, 1, { min: 0, integer: true });
     this.#leader = newNode(nodeName(options.leaderName ?? 'leader'), 0);
     // Array.from visits holes (as undefined) where map would keep them: a sparse array is refused.
     this.#replicas = Array.from(replicaOptions, (replica: MemoryReplicaOptions, i: number) => {
-      if (typeof replica !== 'object' || replica === null) {
-        throw configError('each replica must be an options object');
-      }
-      const delayMs = replica.delayMs ?? 0;
-      if (typeof delayMs !== 'number' || !(delayMs >= 0)) {
-        throw configError('delayMs must be >= 0', { delayMs });
-      }
+      knownOptions(replica, `${OWNER} replica`, ['name', 'delayMs']);
+      const delayMs = numberOption(OWNER, 'delayMs', replica.delayMs, 0, {
+        min: 0,
+        infinite: true,
+      });
       return newNode(nodeName(replica.name ?? `replica-${i + 1}`), delayMs);
     });
     const names = new Set([this.#leader.name, ...this.#replicas.map((r) => r.name)]);
-    if (names.size !== this.#replicas.length + 1) throw configError('node names must be unique');
+    if (names.size !== this.#replicas.length + 1) {
+      throw configError(`${OWNER}: node names must be unique`);
+    }
   }
 
   get leaderName(): string {
@@ -310,7 +320,7 @@ export class MemoryReplicaSet<V = unknown> implements ReplicaSet {
 
 function nodeName(name: unknown): string {
   if (typeof name !== 'string' || name === '')
-    throw configError('node names must be non-empty strings');
+    throw configError(`${OWNER}: node names must be non-empty strings`);
   return name;
 }
 

@@ -1,10 +1,12 @@
-import { configError, optionsObject } from '../../src/errors.js';
 import {
+  assertSessionKey,
   assertSessionState,
+  knownOptions,
   mergeSessionStates,
+  numberOption,
   type SessionState,
-} from '../../src/session/context.js';
-import { assertSessionKey, type SessionStore } from '../../src/session/session-store.js';
+  type SessionStore,
+} from '../../src/adapter-kit.js';
 
 export interface MemorySessionStoreOptions {
   /** How long a user's state is kept after its last write. Default 120 000 ms (see `RedisSessionStore`). */
@@ -18,10 +20,9 @@ export class MemorySessionStore implements SessionStore {
   readonly #sweeper: NodeJS.Timeout;
 
   constructor(options: MemorySessionStoreOptions = {}) {
-    this.ttlMs = optionsObject(options, 'MemorySessionStore').ttlMs ?? 120_000;
-    if (typeof this.ttlMs !== 'number' || !Number.isFinite(this.ttlMs) || this.ttlMs <= 0) {
-      throw configError('ttlMs must be a positive number', { ttlMs: options.ttlMs });
-    }
+    const { ttlMs } = knownOptions(options, 'MemorySessionStore', ['ttlMs']);
+    // At least 1 ms: the sweep runs every ttlMs.
+    this.ttlMs = numberOption('MemorySessionStore', 'ttlMs', ttlMs, 120_000, { min: 1 });
     // Expired entries are skipped on read; the sweep only bounds memory.
     this.#sweeper = setInterval(() => this.#sweep(), this.ttlMs);
     this.#sweeper.unref();

@@ -1,8 +1,8 @@
 import {
   AtomicVersionedStore,
+  functionOption,
   type VersionedStoreOptions,
-} from '../../src/conflict/versioned-store.js';
-import { functionOption } from '../../src/errors.js';
+} from '../../src/adapter-kit.js';
 
 export type MemoryVersionedStoreOptions = VersionedStoreOptions & {
   /** The storage's clock, ms since the epoch (LWW writers ahead of it are refused). Default: `Date.now`. */
@@ -20,9 +20,9 @@ export class MemoryVersionedStore<T> extends AtomicVersionedStore<T> {
   readonly #storageClock: () => number;
 
   constructor(options: MemoryVersionedStoreOptions) {
-    super(options);
+    super(options, 'MemoryVersionedStore', ['storageClock']);
     this.#storageClock = functionOption(
-      'MemoryVersionedStore storageClock',
+      'MemoryVersionedStore: storageClock',
       options.storageClock,
       Date.now,
     );

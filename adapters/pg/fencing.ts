@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { configError } from '../../src/errors.js';
 import {
   type AcquireOptions,
   assertFencingToken,
   assertResource,
+  booleanOption,
   type FenceGuard,
+  knownOptions,
   type Lease,
   type LeaseManager,
   leaseNotHeld,
@@ -12,7 +13,7 @@ import {
   staleFencingToken,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/txn/fencing.js';
+} from '../../src/adapter-kit.js';
 import {
   connectClient,
   type PgQueryable,
@@ -81,17 +82,15 @@ export interface PgFenceCheckOptions {
 
 /** The options both fencing classes share, validated; `table` comes back quoted. */
 function resolveFencingOptions(
-  options: (PgFencingOptions & { table?: string }) | undefined,
+  options: PgFencingOptions & { table?: string },
   owner: string,
   defaultTable: string,
   tableSql: (table: string) => string,
 ): { pool: PgQueryablePool; table: string; creator: TableCreator } {
-  const pool = resolvePool(options?.pool, owner);
-  const createTable = options?.createTable ?? true;
-  if (typeof createTable !== 'boolean') {
-    throw configError(`${owner}: createTable must be a boolean`);
-  }
-  const tableName = options?.table ?? defaultTable;
+  const checked = knownOptions(options, owner, ['pool', 'createTable', 'table']);
+  const pool = resolvePool(checked.pool, owner);
+  const createTable = booleanOption(owner, 'createTable', checked.createTable, true);
+  const tableName = checked.table ?? defaultTable;
   const table = quoteTable(tableName, owner);
   return {
     pool,

@@ -1,8 +1,9 @@
 import {
   AtomicVersionedStore,
+  booleanOption,
+  numberOption,
   type VersionedStoreOptions,
-} from '../../src/conflict/versioned-store.js';
-import { configError } from '../../src/errors.js';
+} from '../../src/adapter-kit.js';
 import {
   connectClient,
   type PgQueryableClient,
@@ -66,18 +67,20 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
   readonly #maxRetries: number;
 
   constructor(options: PgVersionedStoreOptions) {
-    super(options);
+    super(options, 'PgVersionedStore', ['pool', 'table', 'createTable', 'maxRetries']);
     const pool = resolvePool(options.pool, 'PgVersionedStore');
-    const maxRetries = options.maxRetries ?? 5;
-    if (!Number.isSafeInteger(maxRetries) || maxRetries < 0) {
-      throw configError('maxRetries must be a non-negative integer', { maxRetries });
-    }
+    const maxRetries = numberOption('PgVersionedStore', 'maxRetries', options.maxRetries, 5, {
+      min: 0,
+      integer: true,
+    });
     this.#pool = pool;
     const table = options.table ?? DEFAULT_VERSIONED_STORE_TABLE;
     this.#table = quoteTable(table, 'PgVersionedStore');
     this.#creator = new TableCreator(
       pool,
-      (options.createTable ?? true) ? versionedStoreSql(table) : undefined,
+      booleanOption('PgVersionedStore', 'createTable', options.createTable, true)
+        ? versionedStoreSql(table)
+        : undefined,
     );
     this.#maxRetries = maxRetries;
   }

@@ -1,18 +1,22 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { CausewayError, configError, ErrorCode } from '../../src/errors.js';
 import {
   type AcquireOptions,
   assertFencingToken,
   assertResource,
+  CausewayError,
+  configError,
+  ErrorCode,
   type FenceGuard,
+  knownOptions,
   type Lease,
   type LeaseManager,
   leaseNotHeld,
   resolveAcquireOptions,
   staleFencingToken,
+  stringOption,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/txn/fencing.js';
+} from '../../src/adapter-kit.js';
 
 /**
  * Fencing on Redis. Every step is one Lua script, so the server runs it without interleaving,
@@ -56,13 +60,12 @@ interface RedisFencingOptions {
 export type RedisLeaseManagerOptions = RedisFencingOptions;
 export type RedisFenceGuardOptions = RedisFencingOptions;
 
-function resolveOptions(options: RedisFencingOptions | undefined, owner: string) {
-  const redis = options?.redis;
+function resolveOptions(options: RedisFencingOptions, owner: string) {
+  const { redis, keyPrefix: prefix } = knownOptions(options, owner, ['redis', 'keyPrefix']);
   if (typeof redis?.eval !== 'function' || typeof redis.evalsha !== 'function') {
     throw configError(`${owner}: redis must be an ioredis client (with eval and evalsha)`);
   }
-  const keyPrefix = options?.keyPrefix ?? DEFAULT_REDIS_FENCING_PREFIX;
-  if (typeof keyPrefix !== 'string') throw configError(`${owner}: keyPrefix must be a string`);
+  const keyPrefix = stringOption(owner, 'keyPrefix', prefix, DEFAULT_REDIS_FENCING_PREFIX, true);
   const key = (resource: string, kind: 'lease' | 'token' | 'fence') =>
     `${keyPrefix}{${resource}}:${kind}`;
   return { redis, key };

@@ -1,13 +1,23 @@
-import { configError, invalidInput } from '../../src/errors.js';
-import { assertSessionState, type SessionState } from '../../src/session/context.js';
-import type { Position } from '../../src/session/position.js';
-import { assertSessionKey, type SessionStore } from '../../src/session/session-store.js';
+import {
+  assertSessionKey,
+  assertSessionState,
+  configError,
+  invalidInput,
+  knownOptions,
+  numberOption,
+  type Position,
+  type SessionState,
+  type SessionStore,
+  stringOption,
+} from '../../src/adapter-kit.js';
 
 /** The part of an ioredis client this store uses. */
 export interface RedisSessionClient {
   hmget(key: string, ...fields: string[]): Promise<(string | null)[]>;
   eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
 }
+
+const OWNER = 'RedisSessionStore';
 
 export interface RedisSessionStoreOptions {
   /** An ioredis client (not closed by `close()`: it is yours). Required. */
@@ -64,17 +74,17 @@ export class RedisSessionStore implements SessionStore {
   readonly #redis: RedisSessionClient;
 
   constructor(options: RedisSessionStoreOptions) {
-    if (options?.redis === undefined) throw configError('RedisSessionStore needs { redis }');
-    this.#redis = options.redis;
-    this.ttlMs = options.ttlMs ?? 120_000;
-    this.keyPrefix = options.keyPrefix ?? 'causeway:session:';
-    this.timeoutMs = options.timeoutMs ?? 100;
-    if (!Number.isInteger(this.ttlMs) || this.ttlMs <= 0) {
-      throw configError('ttlMs must be a positive integer', { ttlMs: options.ttlMs });
-    }
-    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) {
-      throw configError('timeoutMs must be a positive number', { timeoutMs: options.timeoutMs });
-    }
+    const { redis, ttlMs, keyPrefix, timeoutMs } = knownOptions(options, OWNER, [
+      'redis',
+      'ttlMs',
+      'keyPrefix',
+      'timeoutMs',
+    ]);
+    if (redis === undefined) throw configError(`${OWNER}: redis is required`);
+    this.#redis = redis;
+    this.ttlMs = numberOption(OWNER, 'ttlMs', ttlMs, 120_000, { min: 1, integer: true });
+    this.keyPrefix = stringOption(OWNER, 'keyPrefix', keyPrefix, 'causeway:session:', true);
+    this.timeoutMs = numberOption(OWNER, 'timeoutMs', timeoutMs, 100, { above: 0 });
   }
 
   async get(key: string): Promise<SessionState | undefined> {

@@ -1,10 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import {
   AtomicVersionedStore,
+  CausewayError,
+  configError,
+  ErrorCode,
+  numberOption,
+  sleep,
+  stringOption,
   type VersionedStoreOptions,
-} from '../../src/conflict/versioned-store.js';
-import { CausewayError, configError, ErrorCode } from '../../src/errors.js';
-import { sleep } from '../../src/util/timers.js';
+} from '../../src/adapter-kit.js';
 import { COMPARE_AND_SET_STATE } from './versioned-store.lua.js';
 
 /** The subset of an ioredis client this store uses. */
@@ -43,16 +47,28 @@ export class RedisVersionedStore<T> extends AtomicVersionedStore<T> {
   readonly #maxAttempts: number;
 
   constructor(options: RedisVersionedStoreOptions) {
-    super(options);
+    super(options, 'RedisVersionedStore', ['redis', 'keyPrefix', 'maxAttempts']);
     if (typeof options.redis?.evalsha !== 'function' || typeof options.redis.hmget !== 'function') {
-      throw configError('redis must be an ioredis client');
+      throw configError('RedisVersionedStore: redis must be an ioredis client');
     }
-    const maxAttempts = options.maxAttempts ?? 100;
-    if (!Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
-      throw configError('maxAttempts must be a positive integer', { maxAttempts });
-    }
+    const maxAttempts = numberOption(
+      'RedisVersionedStore',
+      'maxAttempts',
+      options.maxAttempts,
+      100,
+      {
+        min: 1,
+        integer: true,
+      },
+    );
     this.#redis = options.redis;
-    this.#keyPrefix = options.keyPrefix ?? 'causeway:vs:';
+    this.#keyPrefix = stringOption(
+      'RedisVersionedStore',
+      'keyPrefix',
+      options.keyPrefix,
+      'causeway:vs:',
+      true,
+    );
     this.#maxAttempts = maxAttempts;
   }
 

@@ -1,4 +1,5 @@
-import { CausewayError, configError, ErrorCode, functionOption, invalidInput } from '../errors.js';
+import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
+import { functionOption, knownOptions, numberOption } from '../options.js';
 
 /** Wall times are milliseconds since the Unix epoch below 2^48 (up to the year 10889). */
 const MAX_WALL_TIME = 2 ** 48 - 1;
@@ -135,24 +136,26 @@ export class HybridLogicalClock {
   #logical = 0;
 
   constructor(options: HybridLogicalClockOptions) {
-    if (typeof options !== 'object' || options === null) {
-      throw configError('HybridLogicalClock needs an options object');
-    }
-    const { nodeId, maxOffsetMs = DEFAULT_MAX_OFFSET_MS, physicalClock } = options;
+    const { nodeId, maxOffsetMs, physicalClock } = knownOptions(options, 'HybridLogicalClock', [
+      'nodeId',
+      'maxOffsetMs',
+      'physicalClock',
+    ]);
     if (!isNodeId(nodeId)) {
       throw configError(
-        'HybridLogicalClock nodeId must be 1 to 32 characters of 0-9 A-Z a-z . _ ~ -',
+        'HybridLogicalClock: nodeId must be 1 to 32 characters of 0-9 A-Z a-z . _ ~ -',
       );
     }
-    if (typeof maxOffsetMs !== 'number' || !Number.isFinite(maxOffsetMs) || maxOffsetMs < 0) {
-      throw configError('HybridLogicalClock maxOffsetMs must be a finite number >= 0', {
-        maxOffsetMs,
-      });
-    }
     this.nodeId = nodeId;
-    this.maxOffsetMs = maxOffsetMs;
+    this.maxOffsetMs = numberOption(
+      'HybridLogicalClock',
+      'maxOffsetMs',
+      maxOffsetMs,
+      DEFAULT_MAX_OFFSET_MS,
+      { min: 0 },
+    );
     this.#physicalClock = functionOption(
-      'HybridLogicalClock physicalClock',
+      'HybridLogicalClock: physicalClock',
       physicalClock,
       Date.now,
     );

@@ -1,10 +1,12 @@
-import { configError, optionsObject } from '../errors.js';
+import { configError } from '../errors.js';
+import { knownOptions, optionsObject } from '../options.js';
 import {
   checkWriterClock,
   decodeLwwWinner,
   encodeLwwWinner,
   isPurgeable,
   joinWinners,
+  LWW_OPTION_KEYS,
   type LwwOptions,
   lwwView,
   lwwWrite,
@@ -60,19 +62,39 @@ export type HandlerOptions =
   | ({ readonly handler: 'siblings' } & SiblingsOptions)
   | ({ readonly handler: 'lww' } & LwwOptions);
 
-/** Builds the handler named by `options.handler` (`CONFIG` for an unknown name or bad option). */
+/** The option keys of each handler. */
+const HANDLER_OPTION_KEYS = {
+  siblings: ['handler', 'maxSiblings'],
+  lww: ['handler', ...LWW_OPTION_KEYS],
+} as const;
+
+/**
+ * Builds the handler named by `options.handler` (`CONFIG` for an unknown name, a bad option, or
+ * an option of the other handler).
+ */
 export function createConflictHandler<T>(options: HandlerOptions): ConflictHandler<T> {
-  optionsObject(options, 'Conflict handler');
-  switch (options.handler) {
-    case 'siblings':
-      return siblingsHandler<T>(resolveMaxSiblings(options.maxSiblings));
-    case 'lww':
-      return lwwHandler<T>(options);
-    default:
-      throw configError("handler must be 'siblings' or 'lww'", {
-        handler: (options as { handler?: unknown }).handler,
-      });
+  return buildConflictHandler(options, 'createConflictHandler', []);
+}
+
+/**
+ * `createConflictHandler` for a store whose options are the handler's plus `storeKeys`; errors
+ * name `owner`. Internal: not exported from the package.
+ */
+export function buildConflictHandler<T>(
+  options: HandlerOptions,
+  owner: string,
+  storeKeys: readonly string[],
+): ConflictHandler<T> {
+  const { handler } = optionsObject(options, owner);
+  if (handler !== 'siblings' && handler !== 'lww') {
+    throw configError(`${owner}: handler must be 'siblings' or 'lww'`, { handler });
   }
+  const known = [...HANDLER_OPTION_KEYS[handler], ...storeKeys] as (keyof HandlerOptions)[];
+  knownOptions(options, owner, known);
+  if (options.handler === 'siblings') {
+    return siblingsHandler<T>(resolveMaxSiblings(options.maxSiblings));
+  }
+  return lwwHandler<T>(options);
 }
 
 function siblingsHandler<T>(maxSiblings: number): ConflictHandler<T> {

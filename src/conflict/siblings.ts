@@ -1,5 +1,6 @@
 import { VersionVector } from '../clocks/version-vector.js';
-import { CausewayError, configError, ErrorCode, invalidInput, optionsObject } from '../errors.js';
+import { CausewayError, ErrorCode, invalidInput } from '../errors.js';
+import { knownOptions, numberOption } from '../options.js';
 import {
   assertActor,
   assertJsonValue,
@@ -84,8 +85,8 @@ export class Siblings<T> {
   #core: SiblingsCore<T>;
 
   constructor(options: SiblingsOptions = {}) {
-    optionsObject(options, 'Siblings');
-    this.#maxSiblings = resolveMaxSiblings(options.maxSiblings);
+    const { maxSiblings } = knownOptions(options, 'Siblings', ['maxSiblings']);
+    this.#maxSiblings = resolveMaxSiblings(maxSiblings);
     this.#core = emptySiblingsCore();
   }
 
@@ -333,11 +334,10 @@ function isCounter(value: unknown): value is number {
 }
 
 export function resolveMaxSiblings(maxSiblings: number | undefined): number {
-  if (maxSiblings === undefined) return DEFAULT_MAX_SIBLINGS;
-  if (!Number.isSafeInteger(maxSiblings) || maxSiblings < 1) {
-    throw configError('maxSiblings must be a positive integer', { maxSiblings });
-  }
-  return maxSiblings;
+  return numberOption('Siblings', 'maxSiblings', maxSiblings, DEFAULT_MAX_SIBLINGS, {
+    min: 1,
+    integer: true,
+  });
 }
 
 /** A private copy of a JSON value (validated by the caller). */

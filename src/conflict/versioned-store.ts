@@ -1,4 +1,4 @@
-import { type ConflictHandler, createConflictHandler, type HandlerOptions } from './handler.js';
+import { buildConflictHandler, type ConflictHandler, type HandlerOptions } from './handler.js';
 import { assertJsonValue, assertKey } from './input.js';
 import type { VersionedValue, WriteOptions } from './types.js';
 
@@ -53,8 +53,16 @@ export type VersionedStoreOptions = HandlerOptions;
 export abstract class AtomicVersionedStore<T> implements VersionedStore<T> {
   protected readonly handler: ConflictHandler<T>;
 
-  protected constructor(options: VersionedStoreOptions) {
-    this.handler = createConflictHandler<T>(options);
+  /**
+   * Builds the handler from `options`, which may hold the handler's keys and `storeKeys` (the
+   * subclass's own); any other key is `CONFIG`, naming `owner`.
+   */
+  protected constructor(
+    options: VersionedStoreOptions,
+    owner = 'AtomicVersionedStore',
+    storeKeys: readonly string[] = [],
+  ) {
+    this.handler = buildConflictHandler<T>(options, owner, storeKeys);
   }
 
   /** The serialized state of `key`, or `undefined` when it has none. */

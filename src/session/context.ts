@@ -1,8 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomFillSync } from 'node:crypto';
 import { invalidInput } from '../errors.js';
+import { knownOptions } from '../options.js';
+import { type ConsistencyLevel, DEFAULT_LEVEL, validateLevel } from './level.js';
 import { comparePositions, type Position } from './position.js';
-import { type ConsistencyLevel, type RouteDecision, validateLevel } from './router.js';
+import type { RouteDecision } from './route-decision.js';
+import { hashString } from './sticky.js';
 
 /**
  * What a session remembers between requests: its id (which picks its sticky replica) and two
@@ -16,9 +19,6 @@ export interface SessionState {
   /** Highest position the session has read; monotonic reads need a node at or past it. */
   readonly readFloor?: Position;
 }
-
-/** The level used when none is given: read-your-writes (which includes monotonic reads). */
-export const DEFAULT_LEVEL: ConsistencyLevel = 'read-your-writes';
 
 const ID_BYTES = 12;
 // Random bytes are drawn 3 KB at a time (as crypto.randomUUID does): one syscall per 256 ids.
@@ -35,10 +35,6 @@ export function newSessionId(): string {
   idPoolOffset += ID_BYTES;
   return id;
 }
-
-// Set by SessionContext's static block (before any instance exists): reads a private field for
-// floorAgeMs without adding a member to the public class.
-let floorRaisedAtOf: (session: SessionContext, level: ConsistencyLevel) => number | undefined;
 
 /**
  * The session of one request, job or script: its floors, the level its reads ask for, and
@@ -174,8 +170,16 @@ export class SessionContext {
     return earlierOf(this.#writeFloorRaisedAt, this.#readFloorRaisedAt);
   }
 
-  static {
-    floorRaisedAtOf = (session, level) => session.#floorRaisedAt(level);
+  /**
+   * Milliseconds since the floor a read at `level` must reach was last raised in this process; 0
+   * when there is no floor or its age is unknown (restored from a token or a session store, and
+   * not raised since: treated as raised just now). The router subtracts it from a replica's lag
+   * to estimate how long the replica still needs.
+   * @internal For the router; stripped from the published declarations.
+   */
+  floorAgeMs(level: ConsistencyLevel): number {
+    const raisedAt = this.#floorRaisedAt(level);
+    return raisedAt === undefined ? 0 : performance.now() - raisedAt;
   }
 
   #markChanged(): void {
@@ -215,17 +219,6 @@ export class SessionContext {
   }
 }
 
-/**
- * Milliseconds since the floor a read at `level` must reach was last raised in this process; 0
- * when there is no floor or its age is unknown (restored from a token or a session store, and not
- * raised since: treated as raised just now). The router subtracts it from a replica's lag to
- * estimate how long the replica still needs. Internal: not exported from the package.
- */
-export function floorAgeMs(session: SessionContext, level: ConsistencyLevel): number {
-  const raisedAt = floorRaisedAtOf(session, level);
-  return raisedAt === undefined ? 0 : performance.now() - raisedAt;
-}
-
 /** The earlier of two moments, either of which may be unknown. */
 function earlierOf(a: number | undefined, b: number | undefined): number | undefined {
   if (a === undefined) return b;
@@ -238,16 +231,6 @@ function laterOf(a: Position | undefined, b: Position | undefined): Position | u
   if (a === undefined) return b;
   if (b === undefined) return a;
   return a.lsn >= b.lsn ? a : b;
-}
-
-/** FNV-1a over UTF-16 code units: fast, allocation-free, well spread after `mix32`. */
-export function hashString(text: string): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    hash ^= text.charCodeAt(i);
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
 }
 
 const storage = new AsyncLocalStorage<SessionContext>();
@@ -266,9 +249,11 @@ export interface WithSessionOptions {
 export function withSession<T>(
   session: SessionContext | SessionState | undefined,
   fn: (session: SessionContext) => T,
-  options: WithSessionOptions = {},
+  options?: WithSessionOptions,
 ): T {
-  const level = options?.level;
+  // Checked only when given: withSession runs once per request.
+  const level =
+    options === undefined ? undefined : knownOptions(options, 'withSession', ['level']).level;
   const context = session instanceof SessionContext ? session : new SessionContext(session, level);
   if (level !== undefined) context.level = validateLevel(level, 'level');
   return storage.run(context, fn, context);

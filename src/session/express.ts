@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Span, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { CausewayError, configError } from '../errors.js';
-import { Attr, addToCounter, CounterName, EventName } from '../telemetry.js';
 import {
   mergeSessionStates,
   newSessionId,
@@ -9,79 +8,27 @@ import {
   type SessionState,
   withSession,
 } from './context.js';
-import type { Position } from './position.js';
-import type { ReplicaSet } from './replica-set.js';
+import { cookieValue, headerValue, rejectToken, SESSION_HEADER } from './express-http.js';
 import {
-  type ConsistencyLevel,
-  levelName,
-  type NoCaughtUpPolicy,
-  type RouteDecision,
-  Router,
-  validateLevel,
-} from './router.js';
-import type { SessionStore } from './session-store.js';
+  type ConsistencyOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from './express-options.js';
+import { recordStoreFailure, type StoredSession, WriteBack } from './express-write-back.js';
+import { type ConsistencyLevel, validateLevel } from './level.js';
+import type { Position } from './position.js';
+import type { RouteDecision } from './route-decision.js';
+import type { Router } from './router.js';
 import {
   checkToken,
-  invalidTokenReason,
   type JobSessionCarrier,
-  SessionTokens,
   sessionForJob,
   type VerifiedToken,
   withJobSession,
 } from './token.js';
 
-/** Header (request and response) and cookie that carry the session token. */
-export const SESSION_HEADER = 'causeway-session';
-/** Debug response header listing each routed read of the request (with `routeHeader: true`). */
-export const ROUTE_HEADER = 'causeway-route';
-
-export interface ConsistencyOptions {
-  /** HMAC secret(s), each >= 32 characters; with an array the first signs, all verify. Required. */
-  secret: string | readonly string[];
-  /**
-   * The topology, for `req.consistency.read()`, for `write()` without a position, and to refuse
-   * tokens of another cluster (their stream). Default: `router.replicaSet` if a router is given.
-   */
-  replicaSet?: ReplicaSet;
-  /** The router for `req.consistency.read()`. Default: one built from `replicaSet` and the options below. */
-  router?: Router;
-  /** Level of every request unless a route overrides it. Default `'read-your-writes'`. */
-  level?: ConsistencyLevel;
-  /** For the router built here (see `RouterOptions`; not with `router`). Default `'leader'`. */
-  onNoCaughtUp?: NoCaughtUpPolicy;
-  /** For the router built here (see `RouterOptions`; not with `router`). Default 500 ms. */
-  waitTimeoutMs?: number;
-  /**
-   * A token that is forged, truncated, expired, oversized, of another version or cluster:
-   * `'fresh'` (default) starts a fresh session (and clears the cookie); `'reject'` answers
-   * HTTP 400 `{ error: { code: 'INVALID_SESSION_TOKEN', reason } }`. Both count it in
-   * `causeway.session.invalid_tokens` and add a span event.
-   */
-  onInvalidToken?: 'fresh' | 'reject';
-  /** Token and cookie lifetime (sliding). Default 24 hours (see `SessionTokensOptions.ttlMs`). */
-  ttlMs?: number;
-  /**
-   * Cookie `Secure` attribute: `true`, `false`, or `'auto'` (default): set when the request came
-   * over TLS (Express's `req.secure`, which honours `trust proxy`).
-   */
-  secureCookie?: boolean | 'auto';
-  /** Cookie `Domain` attribute. Default: none (host-only cookie). */
-  cookieDomain?: string;
-  /** Adds the `causeway-route` debug header listing each read's target and reason. Default false. */
-  routeHeader?: boolean;
-  /**
-   * Keeps session state on the server by `userKey`, so read-your-writes follows a user across
-   * devices and cookie-less clients: read when a request starts (merged with its token), merged
-   * back (floors forward only) when the request moved its write floor. If the store fails, that
-   * request's floor-based reads go to the leader. Default: none (the token alone carries state).
-   */
-  store?: SessionStore;
-  /**
-   * The user key for `store` (a user, API client or runner id); undefined skips the store.
-   * Install `consistency()` after the middleware that authenticates, so the key is known.
-   */
-  userKey?: (req: IncomingMessage) => string | undefined;
-}
+export { ROUTE_HEADER, SESSION_HEADER } from './express-http.js';
+export type { ConsistencyOptions } from './express-options.js';
 
 /**
  * `req.consistency`: the request's session and level, for code that routes reads itself.
@@ -160,78 +107,6 @@ export interface ConsistencyHandler extends ConsistencyMiddleware {
   ): T;
   /** The router used by `req.consistency.read()`, when a replica set or router was given. */
   readonly router: Router | undefined;
-}
-
-interface ResolvedOptions {
-  readonly tokens: SessionTokens;
-  readonly router: Router | undefined;
-  readonly replicaSet: ReplicaSet | undefined;
-  readonly level: ConsistencyLevel;
-  readonly reject: boolean;
-  readonly secureCookie: boolean | 'auto';
-  readonly cookieTail: string;
-  readonly clearCookie: string;
-  readonly routeHeader: boolean;
-  readonly store: SessionStore | undefined;
-  readonly userKey: ((req: IncomingMessage) => string | undefined) | undefined;
-}
-
-function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
-  if (options === null || typeof options !== 'object')
-    throw configError('consistency() needs { secret }');
-  const tokens = new SessionTokens(
-    options.ttlMs === undefined
-      ? { secret: options.secret }
-      : { secret: options.secret, ttlMs: options.ttlMs },
-  );
-  const level = validateLevel(options.level ?? 'read-your-writes', 'level');
-  const replicaSet = options.replicaSet ?? options.router?.replicaSet;
-  if (
-    options.router !== undefined &&
-    (options.onNoCaughtUp !== undefined || options.waitTimeoutMs !== undefined)
-  ) {
-    throw configError(
-      'onNoCaughtUp and waitTimeoutMs configure the router built here: with `router`, set them on that router',
-    );
-  }
-  let router = options.router;
-  if (router === undefined && replicaSet !== undefined) {
-    router = new Router({
-      replicaSet,
-      level,
-      ...(options.onNoCaughtUp === undefined ? {} : { onNoCaughtUp: options.onNoCaughtUp }),
-      ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
-    });
-  }
-  const onInvalidToken = options.onInvalidToken ?? 'fresh';
-  if (onInvalidToken !== 'fresh' && onInvalidToken !== 'reject') {
-    throw configError("onInvalidToken must be 'fresh' or 'reject'", { onInvalidToken });
-  }
-  const secureCookie = options.secureCookie ?? 'auto';
-  if (secureCookie !== true && secureCookie !== false && secureCookie !== 'auto') {
-    throw configError("secureCookie must be true, false or 'auto'", { secureCookie });
-  }
-  const domain = options.cookieDomain;
-  if (domain !== undefined && (typeof domain !== 'string' || !/^[A-Za-z0-9.-]+$/.test(domain))) {
-    throw configError('cookieDomain must be a host name', { cookieDomain: domain });
-  }
-  const common = `; Path=/${domain === undefined ? '' : `; Domain=${domain}`}; HttpOnly; SameSite=Lax`;
-  if (options.store !== undefined && typeof options.userKey !== 'function') {
-    throw configError('a session store needs userKey: (req) => string | undefined');
-  }
-  return {
-    tokens,
-    router,
-    replicaSet,
-    level,
-    reject: onInvalidToken === 'reject',
-    secureCookie,
-    cookieTail: `; Max-Age=${Math.floor(tokens.ttlMs / 1000)}${common}`,
-    clearCookie: `${SESSION_HEADER}=; Max-Age=0${common}`,
-    routeHeader: options.routeHeader ?? false,
-    store: options.store,
-    userKey: options.store === undefined ? undefined : options.userKey,
-  };
 }
 
 /**
@@ -348,105 +223,6 @@ export function consistency(options: ConsistencyOptions): ConsistencyHandler {
   return Object.assign(handler, extras);
 }
 
-interface StoredSession {
-  readonly key: string;
-  readonly span: Span | undefined;
-  readonly state: SessionState | undefined;
-  readonly failed: boolean;
-}
-
-const kWriteBack = Symbol('causeway.writeBack');
-type HookedResponse = ServerResponse & { [kWriteBack]?: WriteBack };
-
-/**
- * What a response writes back just before its headers go out: the token (header and cookie) if
- * the session changed, the debug header, the session store. It hooks `res.writeHead` with one
- * shared function and a symbol-keyed field, measurably cheaper than a closure per response
- * (bench/middleware.bench.ts), and only once there is something to write.
- */
-class WriteBack {
-  /** The cookie's `Secure` attribute. */
-  secure = false;
-  /** The `writeHead` the response had when hooked (the prototype's, or another middleware's). */
-  previousWriteHead: ServerResponse['writeHead'] | undefined;
-  done = false;
-  readonly initialWriteFloor: Position | undefined;
-
-  constructor(
-    readonly res: HookedResponse,
-    readonly options: ResolvedOptions,
-    readonly session: SessionContext,
-    readonly verified: VerifiedToken | undefined,
-    readonly clearBadCookie: boolean,
-    readonly stored: StoredSession | undefined,
-  ) {
-    this.initialWriteFloor = session.writeFloor;
-  }
-
-  /** Hooks the response (no-op once its headers are sent or it is hooked). */
-  hook(): void {
-    const res = this.res;
-    if (res.headersSent || res[kWriteBack] !== undefined) return;
-    this.previousWriteHead = res.writeHead;
-    res[kWriteBack] = this;
-    res.writeHead = writeHeadWithToken as ServerResponse['writeHead'];
-  }
-
-  /** The session's first change: from now on there is a token to write back. */
-  sessionChanged(): void {
-    this.hook();
-  }
-
-  write(): void {
-    const { res, options, session, verified, stored } = this;
-    const { tokens } = options;
-    if (session.changed || (verified !== undefined && tokens.needsRefresh(verified))) {
-      const token = tokens.issue(session.state);
-      res.setHeader(SESSION_HEADER, token);
-      appendSetCookie(
-        res,
-        `${SESSION_HEADER}=${token}${options.cookieTail}${this.secure ? '; Secure' : ''}`,
-      );
-    } else if (this.clearBadCookie) {
-      appendSetCookie(res, options.clearCookie);
-    }
-    if (session.routes !== undefined && session.routes.length > 0) {
-      res.setHeader(ROUTE_HEADER, session.routes.map(formatRoute).join(', '));
-    }
-    if (stored !== undefined && session.writeFloor !== this.initialWriteFloor) {
-      options.store
-        ?.set(stored.key, session.state)
-        .catch((error: unknown) => recordStoreFailure(stored.span, error));
-    }
-  }
-}
-
-function writeHeadWithToken(
-  this: HookedResponse,
-  statusCode: number,
-  reason?: unknown,
-  headers?: unknown,
-): ServerResponse {
-  // Installed only together with its write-back. It stays installed after use: assigning
-  // `writeHead` back costs more (V8 re-shapes every response) than one extra call would.
-  const writeBack = this[kWriteBack]!;
-  if (!writeBack.done) {
-    writeBack.done = true;
-    try {
-      writeBack.write();
-    } catch (error) {
-      // Never break the response over the session: it only loses this response's token.
-      trace.getActiveSpan()?.recordException(error instanceof Error ? error : String(error));
-    }
-  }
-  return (writeBack.previousWriteHead as (...args: unknown[]) => ServerResponse).call(
-    this,
-    statusCode,
-    reason,
-    headers,
-  );
-}
-
 class RequestSession implements RequestConsistency {
   readonly session: SessionContext;
   readonly #options: ResolvedOptions;
@@ -496,59 +272,4 @@ export function consistencyOf(req: IncomingMessage): RequestConsistency {
   const c = (req as ConsistencyRequest).consistency;
   if (c === undefined) throw configError('consistency() middleware did not run for this request');
   return c;
-}
-
-function recordStoreFailure(span: Span | undefined, error: unknown): void {
-  addToCounter(CounterName.SESSION_STORE_FAILURES);
-  span?.addEvent(EventName.STORE_FAILURE, {
-    [Attr.REASON]:
-      error instanceof CausewayError ? error.code : error instanceof Error ? error.name : 'unknown',
-  });
-}
-
-function rejectToken(res: ServerResponse, error: CausewayError, clearCookie: string): void {
-  res.statusCode = 400;
-  res.setHeader('content-type', 'application/json; charset=utf-8');
-  appendSetCookie(res, clearCookie);
-  res.end(
-    JSON.stringify({
-      error: { code: error.code, message: error.message, reason: invalidTokenReason(error) },
-    }),
-  );
-}
-
-function formatRoute(decision: RouteDecision): string {
-  return `${decision.target};node=${decision.node};reason=${decision.reason};level=${levelName(decision.level)}`;
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const text = typeof value === 'string' ? value : value.join(',');
-  return text === '' ? undefined : text;
-}
-
-/** The value of cookie `name` in a `Cookie` header (no cookie-parser needed). */
-function cookieValue(header: string | undefined, name: string): string | undefined {
-  if (header === undefined) return undefined;
-  let at = 0;
-  while (at < header.length) {
-    const end = header.indexOf(';', at);
-    const stop = end === -1 ? header.length : end;
-    const eq = header.indexOf('=', at);
-    if (eq !== -1 && eq < stop && header.slice(at, eq).trim() === name) {
-      let value = header.slice(eq + 1, stop).trim();
-      if (value.length >= 2 && value.startsWith('"') && value.endsWith('"'))
-        value = value.slice(1, -1);
-      return value === '' ? undefined : value;
-    }
-    at = stop + 1;
-  }
-  return undefined;
-}
-
-function appendSetCookie(res: ServerResponse, cookie: string): void {
-  const existing = res.getHeader('set-cookie');
-  if (existing === undefined) res.setHeader('set-cookie', cookie);
-  else if (Array.isArray(existing)) res.setHeader('set-cookie', [...existing, cookie]);
-  else res.setHeader('set-cookie', [String(existing), cookie]);
 }

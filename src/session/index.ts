@@ -2,7 +2,6 @@
 // The Express middleware is exported from `causeway/express` only.
 export {
   currentSession,
-  DEFAULT_LEVEL,
   mergeSessionStates,
   newSessionId,
   SessionContext,
@@ -10,14 +9,12 @@ export {
   type WithSessionOptions,
   withSession,
 } from './context.js';
+export { type ConsistencyLevel, DEFAULT_LEVEL, levelName } from './level.js';
 export { comparePositions, hasReached, type Position, type PositionOrder } from './position.js';
 export type { NodeStatus, ReplicaSet, TopologySnapshot } from './replica-set.js';
+export type { RouteDecision, RouteReason } from './route-decision.js';
 export {
-  type ConsistencyLevel,
-  levelName,
   type NoCaughtUpPolicy,
-  type RouteDecision,
-  type RouteReason,
   Router,
   type RouterOptions,
   type RouteTelemetry,

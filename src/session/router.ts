@@ -1,5 +1,6 @@
 import { type Attributes, type Span, trace } from '@opentelemetry/api';
 import { CausewayError, configError, ErrorCode } from '../errors.js';
+import { knownOptions, numberOption, oneOfOption } from '../options.js';
 import {
   Attr,
   addToCounter,
@@ -9,65 +10,16 @@ import {
   recordError,
   SpanName,
 } from '../telemetry.js';
-import { floorAgeMs, type SessionContext } from './context.js';
+import type { SessionContext } from './context.js';
+import { type ConsistencyLevel, levelName, validateLevel } from './level.js';
 import { comparePositions, hasReached } from './position.js';
 import type { NodeStatus, ReplicaSet } from './replica-set.js';
+import type { RouteDecision, RouteReason } from './route-decision.js';
 import { type ReplicaView, rendezvousScore, replicaView } from './sticky.js';
 
-/**
- * How fresh a read must be:
- * - `'strong'`: the leader only.
- * - `'read-your-writes'` (default): a node at or past the session's write floor and read floor.
- * - `'monotonic'`: a node at or past the session's read floor (never older than a previous read).
- * - `{ maxStalenessMs }`: a replica whose measured lag is at most that many milliseconds.
- * - `'eventual'`: any healthy replica (the session's sticky one).
- */
-export type ConsistencyLevel =
-  | 'strong'
-  | 'read-your-writes'
-  | 'monotonic'
-  | 'eventual'
-  | { readonly maxStalenessMs: number };
-
-/**
- * Why a read went where it went. Replica reasons: `'sticky'` (the session's own replica),
- * `'caught-up'` (another replica, because the sticky one is behind the floor or too stale),
- * `'waited'` (a replica reached the floor within `waitTimeoutMs`), `'no-session'` (no session:
- * replicas in turn). Leader reasons: `'strong'`, `'write-floor-not-replicated'`,
- * `'read-floor-not-replicated'`, `'stale-beyond-bound'`, `'no-healthy-replica'`,
- * `'new-history'` (the floor is from another stream or epoch: read the leader once, re-base),
- * `'wait-timed-out'`, `'wait-skipped'` (with `onNoCaughtUp: 'wait'`, every replica that could
- * reach the floor would by its measured lag still need more than `waitTimeoutMs`: the leader at
- * once, no wait), `'floors-uncertain'` (the floors may be incomplete: the session store failed, or
- * a write's position could not be read).
- */
-export type RouteReason =
-  | 'sticky'
-  | 'caught-up'
-  | 'waited'
-  | 'no-session'
-  | 'strong'
-  | 'write-floor-not-replicated'
-  | 'read-floor-not-replicated'
-  | 'stale-beyond-bound'
-  | 'no-healthy-replica'
-  | 'new-history'
-  | 'wait-timed-out'
-  | 'wait-skipped'
-  | 'floors-uncertain';
-
-/** Where one read goes, and why. */
-export interface RouteDecision {
-  readonly target: 'leader' | 'replica';
-  /** The node's name as the replica set reports it. */
-  readonly node: string;
-  readonly reason: RouteReason;
-  readonly level: ConsistencyLevel;
-  /** Milliseconds spent waiting for a replica (only with `onNoCaughtUp: 'wait'`). */
-  readonly waitedMs?: number;
-  /** The chosen replica's last measured lag in milliseconds, when known. */
-  readonly lagMs?: number;
-}
+// Kept where adapters/pg/replicated-pool.ts imports them until it imports from level.ts.
+export type { ConsistencyLevel } from './level.js';
+export type { RouteDecision, RouteReason } from './route-decision.js';
 
 /** What to do when no healthy replica has reached the session's floor. */
 export type NoCaughtUpPolicy = 'leader' | 'wait' | 'error';
@@ -108,6 +60,16 @@ export interface RouterOptions {
   telemetry?: RouteTelemetry;
 }
 
+const ROUTER_OPTION_KEYS = [
+  'replicaSet',
+  'level',
+  'onNoCaughtUp',
+  'waitTimeoutMs',
+  'telemetry',
+] as const satisfies readonly (keyof RouterOptions)[];
+const NO_CAUGHT_UP_POLICIES: readonly NoCaughtUpPolicy[] = ['leader', 'wait', 'error'];
+const ROUTE_TELEMETRY: readonly RouteTelemetry[] = ['event', 'span', 'none'];
+
 const REPLICA_REASONS: ReadonlySet<RouteReason> = new Set([
   'sticky',
   'caught-up',
@@ -135,23 +97,23 @@ export class Router {
   #turn = 0;
 
   constructor(options: RouterOptions) {
-    if (options === null || typeof options !== 'object' || options.replicaSet === undefined) {
-      throw configError('Router needs { replicaSet }');
-    }
-    this.replicaSet = options.replicaSet;
-    this.level = validateLevel(options.level ?? 'read-your-writes', 'level');
-    this.onNoCaughtUp = oneOf(options.onNoCaughtUp ?? 'leader', 'onNoCaughtUp', [
+    const { replicaSet, level, onNoCaughtUp, waitTimeoutMs, telemetry } = knownOptions(
+      options,
+      'Router',
+      ROUTER_OPTION_KEYS,
+    );
+    if (replicaSet === undefined) throw configError('Router: replicaSet is required');
+    this.replicaSet = replicaSet;
+    this.level = validateLevel(level ?? 'read-your-writes', 'level');
+    this.onNoCaughtUp = oneOfOption(
+      'Router',
+      'onNoCaughtUp',
+      onNoCaughtUp,
+      NO_CAUGHT_UP_POLICIES,
       'leader',
-      'wait',
-      'error',
-    ]);
-    this.waitTimeoutMs = options.waitTimeoutMs ?? 500;
-    if (!Number.isFinite(this.waitTimeoutMs) || this.waitTimeoutMs < 0) {
-      throw configError('waitTimeoutMs must be a finite number >= 0', {
-        waitTimeoutMs: options.waitTimeoutMs,
-      });
-    }
-    this.telemetry = oneOf(options.telemetry ?? 'event', 'telemetry', ['event', 'span', 'none']);
+    );
+    this.waitTimeoutMs = numberOption('Router', 'waitTimeoutMs', waitTimeoutMs, 500, { min: 0 });
+    this.telemetry = oneOfOption('Router', 'telemetry', telemetry, ROUTE_TELEMETRY, 'event');
   }
 
   /**
@@ -292,7 +254,7 @@ export class Router {
   async #waitForReplica(session: SessionContext, missed: RouteDecision): Promise<RouteDecision> {
     const floor = session.floorFor(missed.level)!;
     // Waiting is worth it when the replica still needs at most waitTimeoutMs.
-    const lagAllowed = this.waitTimeoutMs + floorAgeMs(session, missed.level);
+    const lagAllowed = this.waitTimeoutMs + session.floorAgeMs(missed.level);
     const view = this.#currentView();
     let best: NodeStatus | undefined;
     let bestScore = -1;
@@ -369,40 +331,6 @@ export function decisionAttributes(decision: RouteDecision): Attributes {
   if (decision.waitedMs !== undefined) attributes[Attr.WAIT_MS] = decision.waitedMs;
   if (decision.lagMs !== undefined) attributes[Attr.LAG] = decision.lagMs;
   return attributes;
-}
-
-/** A level as a short string for headers and attributes (`'max-staleness:500ms'` for bounds). */
-export function levelName(level: ConsistencyLevel): string {
-  return typeof level === 'object' ? `max-staleness:${level.maxStalenessMs}ms` : level;
-}
-
-/** Returns `level` if it is a valid `ConsistencyLevel`, else throws a `CONFIG` error naming `option`. */
-export function validateLevel(level: unknown, option: string): ConsistencyLevel {
-  if (
-    level === 'strong' ||
-    level === 'read-your-writes' ||
-    level === 'monotonic' ||
-    level === 'eventual'
-  ) {
-    return level;
-  }
-  if (typeof level === 'object' && level !== null) {
-    const ms = (level as { maxStalenessMs?: unknown }).maxStalenessMs;
-    if (typeof ms === 'number' && Number.isFinite(ms) && ms >= 0) return { maxStalenessMs: ms };
-  }
-  throw configError(
-    `${option} must be 'strong', 'read-your-writes', 'monotonic', 'eventual' or { maxStalenessMs >= 0 }`,
-    { [option]: level },
-  );
-}
-
-function oneOf<T extends string>(value: T, option: string, allowed: readonly T[]): T {
-  if (!allowed.includes(value)) {
-    throw configError(`${option} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`, {
-      [option]: value,
-    });
-  }
-  return value;
 }
 
 function toLeader(leader: NodeStatus, reason: RouteReason, level: ConsistencyLevel): RouteDecision {

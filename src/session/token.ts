@@ -1,10 +1,11 @@
 import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
+import { knownOptions, numberOption } from '../options.js';
 import { Attr, addToCounter, CounterName, EventName } from '../telemetry.js';
 import { currentSession, type SessionContext, type SessionState, withSession } from './context.js';
+import type { ConsistencyLevel } from './level.js';
 import type { Position } from './position.js';
-import type { ConsistencyLevel } from './router.js';
 
 /**
  * Session tokens: `base64url(payload ‖ HMAC-SHA256(payload))`, with the payload
@@ -81,24 +82,22 @@ export class SessionTokens {
   readonly #recent = new Map<string, VerifiedToken>();
 
   constructor(options: SessionTokensOptions) {
-    const secrets = typeof options?.secret === 'string' ? [options.secret] : options?.secret;
+    const { secret, ttlMs } = knownOptions(options, 'SessionTokens', ['secret', 'ttlMs']);
+    const secrets = typeof secret === 'string' ? [secret] : secret;
     if (!Array.isArray(secrets) || secrets.length === 0) {
       throw configError(
-        'secret is required: a string or a non-empty array of strings (the first signs)',
+        'SessionTokens: secret must be a string or a non-empty array of strings (the first signs)',
       );
     }
-    for (const secret of secrets) {
-      if (typeof secret !== 'string' || secret.length < MIN_SECRET_LENGTH) {
+    for (const each of secrets) {
+      if (typeof each !== 'string' || each.length < MIN_SECRET_LENGTH) {
         throw configError(
-          `every secret must be a string of at least ${MIN_SECRET_LENGTH} characters`,
+          `SessionTokens: every secret must be a string of at least ${MIN_SECRET_LENGTH} characters`,
         );
       }
     }
-    this.#keys = secrets.map((secret: string) => createSecretKey(Buffer.from(secret, 'utf8')));
-    this.ttlMs = options.ttlMs ?? 24 * 60 * 60 * 1000;
-    if (!Number.isFinite(this.ttlMs) || this.ttlMs < 1000) {
-      throw configError('ttlMs must be a finite number of at least 1000', { ttlMs: options.ttlMs });
-    }
+    this.#keys = secrets.map((each: string) => createSecretKey(Buffer.from(each, 'utf8')));
+    this.ttlMs = numberOption('SessionTokens', 'ttlMs', ttlMs, 24 * 60 * 60 * 1000, { min: 1000 });
   }
 
   /** A signed token for `state`, valid for `ttlMs` from `now`. */

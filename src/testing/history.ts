@@ -84,3 +84,12 @@ export interface CheckResult {
   /** Violations per guarantee, every guarantee present (0 when none). */
   readonly counts: Readonly<Record<Guarantee, number>>;
 }
+
+/** Every guarantee the checker knows, in the order `counts` lists them. */
+export const GUARANTEES: readonly Guarantee[] = [
+  'read-your-writes',
+  'monotonic-reads',
+  'monotonic-writes',
+  'writes-follow-reads',
+  'consistent-prefix',
+];

@@ -1,7 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { functionOption, invalidInput, optionsObject } from '../errors.js';
-import { assertOperation, type CheckOptions, checkHistory } from './checker.js';
+import { invalidInput } from '../errors.js';
+import { functionOption, knownOptions } from '../options.js';
+import { type CheckOptions, checkHistory } from './checker.js';
+import { assertOperation } from './checker-input.js';
 import type { CheckResult, HistoryOperation, ReadOperation, WriteOperation } from './history.js';
 
 /** The JSON form of a recorded history (`toJSON()`, `save()`, `fromJSON()`, `load()`). */
@@ -44,8 +46,8 @@ export class HistoryRecorder {
   readonly #clock: () => number;
 
   constructor(options: HistoryRecorderOptions = {}) {
-    const { clock } = optionsObject(options, 'HistoryRecorder');
-    this.#clock = functionOption('options.clock', clock, () => performance.now());
+    const { clock } = knownOptions(options, 'HistoryRecorder', ['clock']);
+    this.#clock = functionOption('HistoryRecorder: clock', clock, () => performance.now());
   }
 
   /** Milliseconds on the recorder's clock: take it before and after each operation. */

@@ -1,5 +1,5 @@
+import type { LeaseManager } from '../fencing/token.js';
 import type { DecisionLog } from './decision-log.js';
-import type { LeaseManager } from './fencing.js';
 import type { Participant, ParticipantQueryResult } from './participant.js';
 import type { HeuristicEvent } from './recovery.js';
 

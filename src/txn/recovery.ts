@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { CausewayError, ErrorCode, isCausewayError } from '../errors.js';
+import type { Lease, LeaseManager } from '../fencing/token.js';
 import { Attr, addToCounter, CounterName, SpanName, withSpan } from '../telemetry.js';
 import type { Decision, DecisionLog, DecisionRecord } from './decision-log.js';
-import type { Lease, LeaseManager } from './fencing.js';
 import { coordinatorPrefix, tryParseGid } from './gid.js';
 import type { BranchStatus, Participant, PreparedBranch } from './participant.js';
 

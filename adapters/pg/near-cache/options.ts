@@ -1,8 +1,12 @@
 // The near cache's options, validated once at construction (`CONFIG` errors).
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { configError, optionsObject } from '../../../src/errors.js';
-import { type ConsistencyLevel, validateLevel } from '../../../src/session/router.js';
+import {
+  type ConsistencyLevel,
+  configError,
+  optionsObject,
+  validateLevel,
+} from '../../../src/adapter-kit.js';
 import { isQueryablePool, type PgQueryablePool, quoteTable } from '../sql.js';
 import { clientConfig } from './replication.js';
 import type { TableRequest } from './schema.js';

@@ -21,7 +21,7 @@ import pg from 'pg';
 import { PgFenceGuard, PgLeaseManager } from '../../../adapters/pg/fencing.js';
 import { RedisFenceGuard, RedisLeaseManager } from '../../../adapters/redis/fencing.js';
 import { ErrorCode, isCausewayError } from '../../../src/errors.js';
-import type { Lease, LeaseManager } from '../../../src/txn/fencing.js';
+import type { Lease, LeaseManager } from '../../../src/fencing/token.js';
 import { sleep } from '../../../src/util/timers.js';
 import { createRng } from '../rng.js';
 

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { MemoryFenceGuard, MemoryLeaseManager } from '../../../adapters/memory/index.js';
 import { PgFenceGuard, PgLeaseManager } from '../../../adapters/pg/index.js';
 import { RedisFenceGuard, RedisLeaseManager } from '../../../adapters/redis/index.js';
-import type { LeaseManager } from '../../../src/txn/fencing.js';
+import type { LeaseManager } from '../../../src/fencing/token.js';
 import { testEnv } from '../../harness/env.js';
 
 /** A lease store under test, with private tables or keys and a way to clean them up. */

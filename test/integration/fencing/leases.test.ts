@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { isCausewayError } from '../../../src/errors.js';
-import type { Lease } from '../../../src/txn/fencing.js';
+import type { Lease } from '../../../src/fencing/token.js';
 import { codeOf } from '../../support/errors.js';
 import {
   type LeaseFixture,

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCausewayError } from '../../../src/errors.js';
-import type { LeaseManager } from '../../../src/txn/fencing.js';
+import type { LeaseManager } from '../../../src/fencing/token.js';
 import {
   deleteKeys,
   PgFenceGuard,

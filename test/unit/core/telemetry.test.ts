@@ -1,7 +1,7 @@
 import { SpanStatusCode } from '@opentelemetry/api';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CausewayError, ErrorCode } from '../../../src/errors.js';
-import { addToCounter, CounterName, SpanName, withSpan } from '../../../src/telemetry.js';
+import { Attr, addToCounter, CounterName, SpanName, withSpan } from '../../../src/telemetry.js';
 import { installTelemetry, type Telemetry } from '../../support/otel.js';
 
 let telemetry: Telemetry;
@@ -48,5 +48,33 @@ describe('addToCounter', () => {
     addToCounter(CounterName.FENCE_REJECTIONS, { 'causeway.resource': 'r' }, 2);
     const points = await telemetry.points(CounterName.FENCE_REJECTIONS);
     expect(points.at(-1)?.value).toBe(3);
+  });
+});
+
+describe('recordError', () => {
+  it('sets error.type to the CausewayError code, an error name, or _OTHER', async () => {
+    const thrown = [
+      new CausewayError(ErrorCode.STALE_FENCING_TOKEN, 'stale'),
+      new TypeError('boom'),
+      'a string',
+    ];
+    for (const error of thrown) {
+      await expect(
+        withSpan(SpanName.FENCE_CHECK, {}, () => {
+          throw error;
+        }),
+      ).rejects.toBe(error);
+    }
+    expect(telemetry.spans.getFinishedSpans().map((s) => s.attributes[Attr.ERROR_TYPE])).toEqual([
+      'STALE_FENCING_TOKEN',
+      'TypeError',
+      '_OTHER',
+    ]);
+    expect(Attr.ERROR_TYPE).toBe('error.type');
+  });
+
+  it('leaves error.type unset on a span that succeeded', async () => {
+    await withSpan(SpanName.FENCE_CHECK, {}, () => 1);
+    expect(telemetry.spans.getFinishedSpans()[0]?.attributes).not.toHaveProperty(Attr.ERROR_TYPE);
   });
 });

@@ -8,7 +8,7 @@ import {
   type FencedRequest,
   fenceGuard,
 } from '../../../src/express.js';
-import type { FenceGuard } from '../../../src/txn/fencing.js';
+import type { FenceGuard } from '../../../src/fencing/token.js';
 
 type AppFactory = () => import('express').Express;
 

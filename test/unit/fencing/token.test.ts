@@ -1,7 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../../../src/errors.js';
-import * as core from '../../../src/index.js';
 import {
   assertFencingToken,
   assertResource,
@@ -9,7 +8,8 @@ import {
   MAX_RESOURCE_LENGTH,
   parseFencingToken,
   resolveAcquireOptions,
-} from '../../../src/txn/fencing.js';
+} from '../../../src/fencing/token.js';
+import * as core from '../../../src/index.js';
 import { codeOf } from '../../support/errors.js';
 
 describe('parseFencingToken', () => {

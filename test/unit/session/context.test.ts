@@ -2,7 +2,6 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   currentSession,
-  floorAgeMs,
   mergeSessionStates,
   SessionContext,
   withSession,
@@ -65,9 +64,9 @@ describe('SessionContext floors', () => {
   it('floorAgeMs is the time since this process raised the floor a level reads against', () => {
     vi.useFakeTimers({ toFake: ['performance'] });
     const age = (s: SessionContext) => [
-      floorAgeMs(s, 'read-your-writes'),
-      floorAgeMs(s, 'monotonic'),
-      floorAgeMs(s, 'eventual'),
+      s.floorAgeMs('read-your-writes'),
+      s.floorAgeMs('monotonic'),
+      s.floorAgeMs('eventual'),
     ];
     // Restored floors have an unknown age: taken as raised just now.
     const session = new SessionContext({ id: 'x', writeFloor: at(5), readFloor: at(3) });

@@ -2,9 +2,10 @@ import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vites
 import { MemoryReplicaSet } from '../../../adapters/memory/replica-set.js';
 import { ErrorCode, isCausewayError } from '../../../src/errors.js';
 import { SessionContext } from '../../../src/session/context.js';
+import type { ConsistencyLevel } from '../../../src/session/level.js';
 import type { Position } from '../../../src/session/position.js';
 import type { ReplicaSet } from '../../../src/session/replica-set.js';
-import { type ConsistencyLevel, Router, type RouterOptions } from '../../../src/session/router.js';
+import { Router, type RouterOptions } from '../../../src/session/router.js';
 import { installTelemetry } from '../../support/otel.js';
 
 const otel = installTelemetry();

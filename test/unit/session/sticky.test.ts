@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryReplicaSet } from '../../../adapters/memory/replica-set.js';
-import { hashString, SessionContext } from '../../../src/session/context.js';
+import { SessionContext } from '../../../src/session/context.js';
 import type { NodeStatus, TopologySnapshot } from '../../../src/session/replica-set.js';
 import { Router } from '../../../src/session/router.js';
-import { replicaView, stickyIndex } from '../../../src/session/sticky.js';
+import { hashString, replicaView, stickyIndex } from '../../../src/session/sticky.js';
 
 function snapshotOf(names: readonly string[]): TopologySnapshot {
   const node = (name: string): NodeStatus => ({

@@ -1,5 +1,6 @@
 import { configError, ErrorCode, invalidInput, isCausewayError } from '../errors.js';
-import { assertResource, type FenceGuard, parseFencingToken } from './fencing.js';
+import { knownOptions } from '../options.js';
+import { assertResource, type FenceGuard, parseFencingToken } from './token.js';
 
 /** Default request header that carries the caller's fencing token (a decimal string). */
 export const DEFAULT_FENCING_TOKEN_HEADER = 'causeway-fencing-token';
@@ -45,7 +46,11 @@ const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
 export function fenceGuard<Req extends FencedRequest = FencedRequest>(
   options: FenceGuardOptions<Req>,
 ): (req: Req, res: FenceGuardResponse, next: (error?: unknown) => void) => void {
-  const { guard, resource, header = DEFAULT_FENCING_TOKEN_HEADER } = options ?? {};
+  const {
+    guard,
+    resource,
+    header = DEFAULT_FENCING_TOKEN_HEADER,
+  } = knownOptions(options, 'fenceGuard', ['guard', 'resource', 'header']);
   if (typeof guard?.check !== 'function') {
     throw configError('fenceGuard: guard must be a FenceGuard (with check)');
   }

@@ -1,0 +1,149 @@
+import type { IncomingMessage } from 'node:http';
+import { configError } from '../errors.js';
+import { booleanOption, knownOptions, oneOfOption } from '../options.js';
+import { SESSION_HEADER } from './express-http.js';
+import { type ConsistencyLevel, validateLevel } from './level.js';
+import type { ReplicaSet } from './replica-set.js';
+import { type NoCaughtUpPolicy, Router } from './router.js';
+import type { SessionStore } from './session-store.js';
+import { SessionTokens } from './token.js';
+
+export interface ConsistencyOptions {
+  /** HMAC secret(s), each >= 32 characters; with an array the first signs, all verify. Required. */
+  secret: string | readonly string[];
+  /**
+   * The topology, for `req.consistency.read()`, for `write()` without a position, and to refuse
+   * tokens of another cluster (their stream). Default: `router.replicaSet` if a router is given.
+   */
+  replicaSet?: ReplicaSet;
+  /** The router for `req.consistency.read()`. Default: one built from `replicaSet` and the options below. */
+  router?: Router;
+  /** Level of every request unless a route overrides it. Default `'read-your-writes'`. */
+  level?: ConsistencyLevel;
+  /** For the router built here (see `RouterOptions`; not with `router`). Default `'leader'`. */
+  onNoCaughtUp?: NoCaughtUpPolicy;
+  /** For the router built here (see `RouterOptions`; not with `router`). Default 500 ms. */
+  waitTimeoutMs?: number;
+  /**
+   * A token that is forged, truncated, expired, oversized, of another version or cluster:
+   * `'fresh'` (default) starts a fresh session (and clears the cookie); `'reject'` answers
+   * HTTP 400 `{ error: { code: 'INVALID_SESSION_TOKEN', reason } }`. Both count it in
+   * `causeway.session.invalid_tokens` and add a span event.
+   */
+  onInvalidToken?: 'fresh' | 'reject';
+  /** Token and cookie lifetime (sliding). Default 24 hours (see `SessionTokensOptions.ttlMs`). */
+  ttlMs?: number;
+  /**
+   * Cookie `Secure` attribute: `true`, `false`, or `'auto'` (default): set when the request came
+   * over TLS (Express's `req.secure`, which honours `trust proxy`).
+   */
+  secureCookie?: boolean | 'auto';
+  /** Cookie `Domain` attribute. Default: none (host-only cookie). */
+  cookieDomain?: string;
+  /** Adds the `causeway-route` debug header listing each read's target and reason. Default false. */
+  routeHeader?: boolean;
+  /**
+   * Keeps session state on the server by `userKey`, so read-your-writes follows a user across
+   * devices and cookie-less clients: read when a request starts (merged with its token), merged
+   * back (floors forward only) when the request moved its write floor. If the store fails, that
+   * request's floor-based reads go to the leader. Default: none (the token alone carries state).
+   */
+  store?: SessionStore;
+  /**
+   * The user key for `store` (a user, API client or runner id); undefined skips the store.
+   * Install `consistency()` after the middleware that authenticates, so the key is known.
+   */
+  userKey?: (req: IncomingMessage) => string | undefined;
+}
+
+export interface ResolvedOptions {
+  readonly tokens: SessionTokens;
+  readonly router: Router | undefined;
+  readonly replicaSet: ReplicaSet | undefined;
+  readonly level: ConsistencyLevel;
+  readonly reject: boolean;
+  readonly secureCookie: boolean | 'auto';
+  readonly cookieTail: string;
+  readonly clearCookie: string;
+  readonly routeHeader: boolean;
+  readonly store: SessionStore | undefined;
+  readonly userKey: ((req: IncomingMessage) => string | undefined) | undefined;
+}
+
+const CONSISTENCY_OPTION_KEYS = [
+  'secret',
+  'replicaSet',
+  'router',
+  'level',
+  'onNoCaughtUp',
+  'waitTimeoutMs',
+  'onInvalidToken',
+  'ttlMs',
+  'secureCookie',
+  'cookieDomain',
+  'routeHeader',
+  'store',
+  'userKey',
+] as const satisfies readonly (keyof ConsistencyOptions)[];
+
+export function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
+  knownOptions(options, 'consistency', CONSISTENCY_OPTION_KEYS);
+  const tokens = new SessionTokens(
+    options.ttlMs === undefined
+      ? { secret: options.secret }
+      : { secret: options.secret, ttlMs: options.ttlMs },
+  );
+  const level = validateLevel(options.level ?? 'read-your-writes', 'level');
+  const replicaSet = options.replicaSet ?? options.router?.replicaSet;
+  if (
+    options.router !== undefined &&
+    (options.onNoCaughtUp !== undefined || options.waitTimeoutMs !== undefined)
+  ) {
+    throw configError(
+      'consistency: onNoCaughtUp and waitTimeoutMs configure the router built here: with `router`, set them on that router',
+    );
+  }
+  let router = options.router;
+  if (router === undefined && replicaSet !== undefined) {
+    router = new Router({
+      replicaSet,
+      level,
+      ...(options.onNoCaughtUp === undefined ? {} : { onNoCaughtUp: options.onNoCaughtUp }),
+      ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
+    });
+  }
+  const onInvalidToken = oneOfOption(
+    'consistency',
+    'onInvalidToken',
+    options.onInvalidToken,
+    ['fresh', 'reject'],
+    'fresh',
+  );
+  const secureCookie = options.secureCookie ?? 'auto';
+  if (secureCookie !== true && secureCookie !== false && secureCookie !== 'auto') {
+    throw configError("consistency: secureCookie must be true, false or 'auto'", { secureCookie });
+  }
+  const domain = options.cookieDomain;
+  if (domain !== undefined && (typeof domain !== 'string' || !/^[A-Za-z0-9.-]+$/.test(domain))) {
+    throw configError('consistency: cookieDomain must be a host name', { cookieDomain: domain });
+  }
+  const common = `; Path=/${domain === undefined ? '' : `; Domain=${domain}`}; HttpOnly; SameSite=Lax`;
+  if (options.store !== undefined && typeof options.userKey !== 'function') {
+    throw configError(
+      'consistency: userKey must be a function (req) => string | undefined with a store',
+    );
+  }
+  return {
+    tokens,
+    router,
+    replicaSet,
+    level,
+    reject: onInvalidToken === 'reject',
+    secureCookie,
+    cookieTail: `; Max-Age=${Math.floor(tokens.ttlMs / 1000)}${common}`,
+    clearCookie: `${SESSION_HEADER}=; Max-Age=0${common}`,
+    routeHeader: booleanOption('consistency', 'routeHeader', options.routeHeader, false),
+    store: options.store,
+    userKey: options.store === undefined ? undefined : options.userKey,
+  };
+}
