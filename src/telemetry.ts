@@ -48,11 +48,29 @@ export const Attr = {
   RESOURCE: 'causeway.resource',
   PARTICIPANT: 'causeway.participant',
   COORDINATOR: 'causeway.coordinator',
+  /** The participants a distributed transaction touched. */
+  PARTICIPANTS: 'causeway.participants',
+  /** How a distributed transaction committed: see `TwoPhasePath`. */
+  TWO_PC_PATH: 'causeway.2pc.path',
+  RECOVER_COMMITTED: 'causeway.recover.committed',
+  RECOVER_ROLLED_BACK: 'causeway.recover.rolled_back',
+  RECOVER_FAILURES: 'causeway.recover.failures',
   /**
    * OpenTelemetry's `error.type` (semantic conventions), on spans that ended in an error: a
    * `CausewayError`'s code, else the error's name (`TypeError`), else `_OTHER`.
    */
   ERROR_TYPE: 'error.type',
+} as const;
+
+/**
+ * Values of `causeway.2pc.path`: every branch read-only; one writer committed in one phase;
+ * the decision committed with the log's participant; the decision written to the log.
+ */
+export const TwoPhasePath = {
+  READ_ONLY: 'read-only',
+  ONE_PHASE: 'one-phase',
+  COMMIT_WITH_LOG: 'commit-with-log',
+  LOGGED: 'logged',
 } as const;
 
 export const CounterName = {

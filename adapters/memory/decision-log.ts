@@ -1,5 +1,10 @@
 import { functionOption, optionsObject } from '../../src/errors.js';
-import type { Decision, DecisionLog, DecisionRecord } from '../../src/txn/decision-log.js';
+import type {
+  Decision,
+  DecisionEntry,
+  DecisionLog,
+  DecisionRecord,
+} from '../../src/txn/decision-log.js';
 
 interface Stored {
   readonly gid: string;
@@ -21,6 +26,8 @@ export interface MemoryDecisionLogOptions {
 export class MemoryDecisionLog implements DecisionLog {
   /** While true every operation rejects. */
   unreachable = false;
+  /** The size of every `recordMany` batch, in order (for tests of group commit). */
+  readonly batches: number[] = [];
   private readonly records = new Map<string, Stored>();
   private readonly now: () => number;
 
@@ -45,6 +52,15 @@ export class MemoryDecisionLog implements DecisionLog {
     };
     this.records.set(gid, record);
     return this.withAge(record);
+  }
+
+  /** Several decisions at once (group commit); each batch's size is added to `batches`. */
+  async recordMany(entries: readonly DecisionEntry[]): Promise<DecisionRecord[]> {
+    this.check();
+    this.batches.push(entries.length);
+    return Promise.all(
+      entries.map((entry) => this.record(entry.gid, entry.decision, entry.participants)),
+    );
   }
 
   async get(gid: string): Promise<DecisionRecord | undefined> {

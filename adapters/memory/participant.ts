@@ -25,21 +25,24 @@ export interface MemoryStatement {
 /** A committed branch: its statements in order (the participant's "data"). */
 export interface MemoryCommit {
   readonly xid: string;
-  /** The gid it was prepared under. */
+  /** The gid it was prepared under; `''` for a one-phase commit. */
   readonly gid: string;
   readonly statements: readonly MemoryStatement[];
 }
 
 /**
- * Operations whose next call can be made to fail. `prepare` is a "no" vote; the `-reply-lost`
- * variants perform the operation and then fail, as a connection that drops after the server
- * acted would.
+ * Operations whose next call can be made to fail. `prepare` is a "no" vote and `local-commit`
+ * a refused one-phase commit (nothing committed); the `-reply-lost` variants perform the
+ * operation and then fail, as a connection that drops after the server acted would.
+ * (`commit` is `commitPrepared`.)
  */
 export type MemoryFailurePoint =
   | 'begin'
   | 'query'
   | 'prepare'
   | 'prepare-reply-lost'
+  | 'local-commit'
+  | 'local-commit-reply-lost'
   | 'commit'
   | 'commit-reply-lost'
   | 'rollback'
@@ -60,10 +63,13 @@ interface Prepared {
 
 const DISALLOWED = "'";
 
+/** Statements a memory branch counts as reads (for its read-only vote). */
+const READ = /^\s*SELECT\b/i;
+
 /**
  * An in-process participant for tests and demos. A branch records the statements it runs
  * (`query` resolves to no rows) and `commits` keeps what was committed, so a test can check
- * all-or-nothing. Failures are injected with `failNext(point)`, `delayNext(point, ms)` or
+ * all-or-nothing. A branch whose statements all start with `SELECT` votes read-only. Failures are injected with `failNext(point)`, `delayNext(point, ms)` or
  * `unreachable = true`.
  */
 export class MemoryParticipant implements Participant {
@@ -151,6 +157,26 @@ export class MemoryParticipant implements Participant {
       },
       rollback: async () => {
         if (open) end('aborted');
+      },
+      commit: async (lastStatement?: string) => {
+        if (!open) throw invalidInput('the branch is finished');
+        if (lastStatement !== undefined) statements.push({ text: lastStatement, values: [] });
+        await this.delay('local-commit');
+        const refused = this.take('local-commit');
+        if (refused !== undefined || this.unreachable) {
+          end('aborted');
+          throw new CausewayError(ErrorCode.TXN_ABORTED, 'the participant did not commit', {
+            cause: refused ?? new Error('unreachable'),
+          });
+        }
+        end('committed');
+        this.committed.push({ xid, gid: '', statements });
+        this.check('local-commit-reply-lost');
+      },
+      isReadOnly: async () => {
+        if (!open) throw invalidInput('the branch is finished');
+        this.check('query');
+        return statements.every((statement) => READ.test(statement.text));
       },
     };
   }

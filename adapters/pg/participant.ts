@@ -1,4 +1,4 @@
-import { configError, invalidInput } from '../../src/errors.js';
+import { CausewayError, configError, ErrorCode, invalidInput } from '../../src/errors.js';
 import type {
   BranchStatus,
   Participant,
@@ -16,7 +16,7 @@ import {
   resolvePool,
   sqlState,
 } from './sql.js';
-import { gidLiteral, prepareRefused, single } from './txn-sql.js';
+import { commitRefused, gidLiteral, prepareRefused, single } from './txn-sql.js';
 
 export interface PgParticipantOptions {
   /**
@@ -55,7 +55,8 @@ export async function assertPreparable(text: string): Promise<void> {
  * `max_prepared_transactions` at least the pool's size (checked on first use: `CONFIG`).
  */
 export class PgParticipant implements Participant {
-  private readonly pool: PgQueryablePool;
+  /** The pool it was given (`PgDecisionLog` on the same pool is colocated with it). */
+  readonly pool: PgQueryablePool;
   private readonly poolSize: number;
   private checked: Promise<void> | undefined;
   /** Set once the server passed the check, so later calls skip even the await. */
@@ -182,9 +183,18 @@ export class PgParticipant implements Participant {
   }
 }
 
-/** A transaction on one client; the client goes back to the pool on prepare or rollback. */
+/**
+ * Command tags of statements that cannot write by themselves. A branch that ran only these may
+ * still have written (a function called by a SELECT), so `isReadOnly` then asks the server; a
+ * branch that ran anything else is a writer without asking.
+ */
+const READ_COMMANDS = new Set(['SELECT', 'SHOW', 'FETCH', 'MOVE']);
+
+/** A transaction on one client; the client goes back to the pool on prepare, commit or rollback. */
 class PgBranch implements ParticipantBranch {
   private client: PgQueryableClient | undefined;
+  /** A statement other than `READ_COMMANDS` ran (it may have written). */
+  private ranWriteCommand = false;
 
   constructor(client: PgQueryableClient) {
     this.client = client;
@@ -194,10 +204,61 @@ class PgBranch implements ParticipantBranch {
     text: string,
     values?: readonly unknown[],
   ): Promise<ParticipantQueryResult<Row>> {
-    const client = this.open();
+    this.open();
     await assertPreparable(text);
-    const result = single(await client.query(text, values === undefined ? undefined : [...values]));
+    // Taken after the check, which yields: a branch rolled back meanwhile has given its
+    // connection back, and the statement must not run there (it would commit on its own).
+    const client = this.open();
+    const results = await client.query(text, values === undefined ? undefined : [...values]);
+    if (!this.ranWriteCommand) {
+      this.ranWriteCommand = (Array.isArray(results) ? results : [results]).some(
+        (one) => !READ_COMMANDS.has(one.command ?? ''),
+      );
+    }
+    const result = single(results);
     return { rows: result.rows as Row[], rowCount: result.rowCount ?? null };
+  }
+
+  /**
+   * Read-only when no transaction id was assigned: PostgreSQL assigns one at the first write
+   * (row change, row lock, DDL, nextval...), so a NULL `pg_current_xact_id_if_assigned()` means
+   * nothing was written. Asked only after read commands alone.
+   */
+  isReadOnly(): Promise<boolean> | boolean {
+    if (this.ranWriteCommand) return false;
+    return this.open()
+      .query('SELECT pg_current_xact_id_if_assigned() IS NULL AS read_only')
+      .then((result) => result.rows[0]?.['read_only'] === true);
+  }
+
+  async commit(lastStatement?: string): Promise<void> {
+    const client = this.open();
+    this.client = undefined;
+    let command: string | undefined;
+    try {
+      // One round trip either way; `pg` answers two statements with two results.
+      command = single(
+        await client.query(lastStatement === undefined ? 'COMMIT' : `${lastStatement}; COMMIT`),
+      ).command;
+    } catch (error) {
+      const refused = commitRefused(error);
+      if (refused === undefined) {
+        // The connection is suspect: it is destroyed, which ends the transaction.
+        client.release(error instanceof Error ? error : true);
+        throw error;
+      }
+      // The server answered; a failed `lastStatement` left the transaction open, aborted.
+      await endAndRelease(client);
+      throw refused;
+    }
+    client.release();
+    // COMMIT in a failed transaction rolls back instead (command ROLLBACK).
+    if (command !== 'COMMIT') {
+      throw new CausewayError(
+        ErrorCode.TXN_ABORTED,
+        'PostgreSQL rolled back at COMMIT: the transaction had failed',
+      );
+    }
   }
 
   async prepare(gid: string): Promise<PreparedInfo> {

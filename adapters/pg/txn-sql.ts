@@ -33,3 +33,25 @@ export function prepareRefused(error: unknown): CausewayError {
     details: { sqlstate: sqlState(error) },
   });
 }
+
+/**
+ * SQLSTATE classes that say nothing about a transaction's outcome: connection trouble, server
+ * shutdown, internal and system errors. Any other error at `COMMIT` was the server's answer,
+ * and the transaction was rolled back.
+ */
+const OUTCOME_UNKNOWN_CLASSES = new Set(['08', '57', '58', 'XX']);
+
+/**
+ * An error at `COMMIT` as `TXN_ABORTED` when the server refused (a deferred constraint, a
+ * serialization failure: nothing was committed); undefined when the outcome is unknown (the
+ * connection was lost; it may have committed).
+ */
+export function commitRefused(error: unknown): CausewayError | undefined {
+  const state = sqlState(error);
+  if (state === undefined || OUTCOME_UNKNOWN_CLASSES.has(state.slice(0, 2))) return undefined;
+  const message = error instanceof Error ? error.message : String(error);
+  return new CausewayError(ErrorCode.TXN_ABORTED, `PostgreSQL did not commit: ${message}`, {
+    cause: error,
+    details: { sqlstate: state },
+  });
+}

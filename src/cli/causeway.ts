@@ -19,7 +19,9 @@ const USAGE = `Usage:
   causeway txn resolve <gid> [--commit | --rollback] [options]
       Finishes every prepared branch of a transaction (<gid> may be the transaction's gid or a
       branch's). Defaults to the logged decision and refuses to contradict it. With no logged
-      decision, --commit or --rollback is required and is recorded first.
+      decision, --commit or --rollback is required and is recorded first (only when a branch
+      of the transaction is prepared on a participant given). Gids that merely share the
+      transaction's prefix (another tool's) are skipped.
 
 Options:
   -p, --participant <name>=<url>  A participant's PostgreSQL connection string (repeatable).
@@ -241,7 +243,10 @@ async function resolve(options: Options, out: (line: string) => void): Promise<n
       'resolve needs the decision log: --log <url> (or CAUSEWAY_DECISION_LOG_URL)',
     );
   }
-  const { txnGid } = parseGid(input);
+  const { txnGid, participant: named } = parseGid(input);
+  if (named !== undefined && !options.participants.has(named)) {
+    throw new UsageError(`${input} names participant "${named}", which no --participant gives`);
+  }
   const asked: Decision | undefined = options.commit
     ? 'commit'
     : options.rollback
@@ -250,8 +255,28 @@ async function resolve(options: Options, out: (line: string) => void): Promise<n
   const conn = await connect(options);
   try {
     const log = conn.log!;
+    // Listed before any decision is recorded: only a branch this transaction owns (its gid is
+    // exactly `<txnGid>:<name>` on the participant called <name>) may lead to one. Other gids
+    // that share the prefix belong to other software and are left alone.
+    const owned: { name: string; branch: PreparedBranch }[] = [];
+    for (const [name, participant] of conn.participants) {
+      for (const branch of await participant.listPrepared(`${txnGid}:`)) {
+        const parsed = tryParseGid(branch.gid);
+        if (parsed?.txnGid === txnGid && parsed.participant === name) {
+          owned.push({ name, branch });
+        } else {
+          process.stderr.write(
+            `causeway: skipping ${printable(branch.gid)} on ${name}: not a branch of ${txnGid}\n`,
+          );
+        }
+      }
+    }
     let record = await log.get(txnGid);
     if (record === undefined) {
+      if (owned.length === 0) {
+        out(`no prepared branch of ${txnGid} on the given participants; nothing recorded`);
+        return 0;
+      }
       if (asked === undefined) {
         throw new Refused(
           `no decision is logged for ${txnGid}: pass --commit or --rollback ` +
@@ -267,29 +292,24 @@ async function resolve(options: Options, out: (line: string) => void): Promise<n
       );
     }
     let failed = false;
-    let found = 0;
-    for (const [server, participant] of conn.participants) {
-      for (const branch of await participant.listPrepared(`${txnGid}:`)) {
-        found++;
-        const name = tryParseGid(branch.gid)?.participant ?? server;
-        const finish = await finishBranch(
-          participant,
-          name,
-          branch.gid,
-          record.decision,
-          branch.xid,
+    for (const { name, branch } of owned) {
+      const finish = await finishBranch(
+        conn.participants.get(name)!,
+        name,
+        branch.gid,
+        record.decision,
+        branch.xid,
+      );
+      if (finish.kind === 'heuristic') {
+        failed = true;
+        out(
+          `${branch.gid}: HEURISTIC: found ${finish.event.observed}, decision ${record.decision}`,
         );
-        if (finish.kind === 'heuristic') {
-          failed = true;
-          out(
-            `${branch.gid}: HEURISTIC: found ${finish.event.observed}, decision ${record.decision}`,
-          );
-        } else {
-          out(`${branch.gid}: ${record.decision === 'commit' ? 'committed' : 'rolled back'}`);
-        }
+      } else {
+        out(`${branch.gid}: ${record.decision === 'commit' ? 'committed' : 'rolled back'}`);
       }
     }
-    if (found === 0) out(`no prepared branch of ${txnGid} on the given participants`);
+    if (owned.length === 0) out(`no prepared branch of ${txnGid} on the given participants`);
     return failed ? 1 : 0;
   } finally {
     await conn.end();

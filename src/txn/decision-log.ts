@@ -1,3 +1,5 @@
+import type { Participant, ParticipantBranch } from './participant.js';
+
 /**
  * The coordinator's durable memory and the commit point of every transaction: once a commit
  * decision is recorded the transaction commits, whatever crashes. Implementations:
@@ -18,6 +20,13 @@ export interface DecisionRecord {
   readonly ageMs: number;
 }
 
+/** One decision to record. */
+export interface DecisionEntry {
+  readonly gid: string;
+  readonly decision: Decision;
+  readonly participants: readonly string[];
+}
+
 export interface DecisionLog {
   /**
    * Records `decision` for `gid` unless a decision exists, and resolves to the decision that
@@ -25,6 +34,29 @@ export interface DecisionLog {
    * wins and the loser obeys it. Safe to retry.
    */
   record(gid: string, decision: Decision, participants: readonly string[]): Promise<DecisionRecord>;
+  /**
+   * Group commit: records several decisions in one write, with `record`'s answer for each
+   * (in order). Optional: without it every decision is its own write.
+   */
+  recordMany?(entries: readonly DecisionEntry[]): Promise<DecisionRecord[]>;
+  /**
+   * True when `participant`'s branches run in the database that holds this log (e.g.
+   * `PgDecisionLog` and `PgParticipant` given the same pool). Optional: without it the
+   * decision is never committed together with a branch.
+   */
+  colocatedWith?(participant: Participant): boolean;
+  /**
+   * Commits `branch` (of a participant this log is colocated with) together with the commit
+   * decision for `gid`, inserted in its transaction just before its commit: one local commit is
+   * both that branch and the commit point. Rejects with `TXN_ABORTED` when the branch did not
+   * commit (a decision exists, or the participant refused), with any other error when that is
+   * unknown (the reply was lost). Needed with `colocatedWith`.
+   */
+  commitInBranch?(
+    branch: ParticipantBranch,
+    gid: string,
+    participants: readonly string[],
+  ): Promise<void>;
   /** The decision for `gid`, if any. */
   get(gid: string): Promise<DecisionRecord | undefined>;
   /** Every decision whose gid starts with `prefix` (compared byte for byte, no patterns). */

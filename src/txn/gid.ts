@@ -37,7 +37,9 @@ export function coordinatorPrefix(coordinatorId: string): string {
 
 /** A new transaction gid for `coordinatorId` (assumed valid: see `assertCoordinatorConfig`). */
 export function newTxnGid(coordinatorId: string): string {
-  return `${coordinatorPrefix(coordinatorId)}${randomUUID().replaceAll('-', '')}`;
+  // The UUID's hex digits without its dashes (8-4-4-4-12), sliced: cheaper than a replace.
+  const u = randomUUID();
+  return `${coordinatorPrefix(coordinatorId)}${u.slice(0, 8)}${u.slice(9, 13)}${u.slice(14, 18)}${u.slice(19, 23)}${u.slice(24)}`;
 }
 
 /** The gid of `participant`'s branch of transaction `txnGid`. */

@@ -5,11 +5,12 @@ export {
   TwoPhaseCoordinator,
   type TwoPhaseCoordinatorOptions,
   type TwoPhaseHooks,
+  type TwoPhaseOptimizations,
   type TwoPhaseStep,
   type TwoPhaseStepInfo,
   type TwoPhaseTransaction,
 } from './coordinator.js';
-export type { Decision, DecisionLog, DecisionRecord } from './decision-log.js';
+export type { Decision, DecisionEntry, DecisionLog, DecisionRecord } from './decision-log.js';
 export {
   coordinatorPrefix,
   GID_SCHEME,

@@ -35,6 +35,21 @@ export interface ParticipantBranch {
   prepare(gid: string): Promise<PreparedInfo>;
   /** Rolls back a branch that was not prepared and gives its connection back. Never rejects. */
   rollback(): Promise<void>;
+  /**
+   * One-phase commit: commits the branch as a plain local transaction (no prepare) and gives
+   * its connection back. `lastStatement` (no parameters), when given, runs just before the
+   * commit, in the same round trip where the participant can (the decision row of a commit
+   * with the log). Rejects with `TXN_ABORTED` when nothing was committed (the participant
+   * refused, or `lastStatement` failed) and with any other error when the outcome is unknown
+   * (the reply was lost). Optional: without it the coordinator prepares every branch.
+   */
+  commit?(lastStatement?: string): Promise<void>;
+  /**
+   * True when the branch has written nothing (PostgreSQL: no transaction id was assigned), so
+   * it can end at once and take no part in phase two. A plain boolean when the answer needs no
+   * round trip (it saw a write). Optional: without it every branch is treated as a writer.
+   */
+  isReadOnly?(): Promise<boolean> | boolean;
 }
 
 /** A prepared branch as listed by the participant. */

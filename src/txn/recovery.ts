@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { CausewayError, ErrorCode, isCausewayError } from '../errors.js';
+import type { Lease, LeaseManager } from '../fencing/token.js';
 import { Attr, addToCounter, CounterName, SpanName, withSpan } from '../telemetry.js';
 import type { Decision, DecisionLog, DecisionRecord } from './decision-log.js';
-import type { Lease, LeaseManager } from './fencing.js';
 import { coordinatorPrefix, tryParseGid } from './gid.js';
 import type { BranchStatus, Participant, PreparedBranch } from './participant.js';
 
@@ -220,9 +220,9 @@ export async function recoverOnce(
         report.forgotten.push(...forget);
       }
       span.setAttributes({
-        'causeway.recover.committed': report.committed.length,
-        'causeway.recover.rolled_back': report.rolledBack.length,
-        'causeway.recover.failures': report.failures.length,
+        [Attr.RECOVER_COMMITTED]: report.committed.length,
+        [Attr.RECOVER_ROLLED_BACK]: report.rolledBack.length,
+        [Attr.RECOVER_FAILURES]: report.failures.length,
       });
       if (report.presumedAborted.length > 0) {
         addToCounter(

@@ -5,6 +5,12 @@
  * start-up and every `recoveryIntervalMs`, and `concurrency` loops of transactions that insert
  * a row keyed by the transaction's gid into the same table in both databases.
  *
+ * Two coordinators with the same id share the process, so every path runs in every
+ * incarnation: one with every optimization (its log shares the users pool, so the users branch
+ * commits with the decision), whose transactions take turns in shape (`SHAPES`: both databases
+ * written; users read and perms written, a read-only vote then a one-phase commit; users alone,
+ * a one-phase commit), and one with none, writing both databases by classic 2PC.
+ *
  * Protocol: one JSON event per line on stdout (`TwoPhaseEvent`), written synchronously (stdout
  * is a pipe), so every line written before a SIGKILL reaches the parent. An outcome is written
  * only after `transaction()` settled. Commands arrive as JSON lines on stdin
@@ -16,7 +22,11 @@ import { PgDecisionLog } from '../../../adapters/pg/decision-log.js';
 import { PgLeaseManager } from '../../../adapters/pg/fencing.js';
 import { PgParticipant } from '../../../adapters/pg/participant.js';
 import { ErrorCode, isCausewayError } from '../../../src/errors.js';
-import { TwoPhaseCoordinator, type TwoPhaseStep } from '../../../src/txn/coordinator.js';
+import {
+  TwoPhaseCoordinator,
+  type TwoPhaseCoordinatorOptions,
+  type TwoPhaseStep,
+} from '../../../src/txn/coordinator.js';
 import { sleep } from '../../../src/util/timers.js';
 
 export interface TwoPhaseChildConfig {
@@ -47,10 +57,18 @@ export interface KillPoint {
 
 export type TwoPhaseCommand = { c: 'arm'; at: KillPoint } | { c: 'stop' };
 
+export type TwoPhaseDecision = 'commit' | 'abort';
+
+/** The participants a transaction writes (it reads `users` when it does not write there). */
+export type Writes = readonly ('users' | 'perms')[];
+
+/** The optimized coordinator's shapes, in turn. */
+const SHAPES: readonly Writes[] = [['users', 'perms'], ['perms'], ['users']];
+
 export type TwoPhaseEvent =
   | { t: 'ready'; incarnation: number }
   /** `fn` started: the gid may now leave rows, so the parent must account for it. */
-  | { t: 'begin'; gid: string }
+  | { t: 'begin'; gid: string; writes: Writes }
   | { t: 'committed'; gid: string }
   | { t: 'aborted'; gid: string; message: string }
   | { t: 'in-doubt'; gid: string; decision: string; message: string }
@@ -79,7 +97,7 @@ users.on('error', () => {});
 perms.on('error', () => {});
 
 let armed: KillPoint | undefined;
-const coordinator = new TwoPhaseCoordinator({
+const coordinatorOptions = (optimized: boolean): TwoPhaseCoordinatorOptions => ({
   coordinatorId: config.coordinatorId,
   log: new PgDecisionLog({ pool: users, table: config.logTable }),
   participants: {
@@ -100,6 +118,16 @@ const coordinator = new TwoPhaseCoordinator({
       observed: event.observed,
     }),
   onRecoveryError: (error) => emit({ t: 'recovery-error', message: message(error) }),
+  ...(optimized
+    ? {}
+    : {
+        optimizations: {
+          onePhase: false,
+          readOnly: false,
+          commitWithLog: false,
+          batchDecisions: false,
+        },
+      }),
   hooks: {
     onStep: (step, info) => {
       const at = armed;
@@ -115,6 +143,8 @@ const coordinator = new TwoPhaseCoordinator({
     },
   },
 });
+const optimized = new TwoPhaseCoordinator(coordinatorOptions(true));
+const classic = new TwoPhaseCoordinator(coordinatorOptions(false));
 
 let running = true;
 let sequence = 0;
@@ -124,15 +154,21 @@ async function transactionLoop(): Promise<void> {
     let gid: string | undefined;
     const seq = ++sequence;
     try {
+      const isOptimized = seq % 2 === 1;
+      const writes = isOptimized ? SHAPES[Math.floor(seq / 2) % SHAPES.length]! : SHAPES[0]!;
+      const coordinator = isOptimized ? optimized : classic;
       const result = await coordinator.transaction(async (tx) => {
         gid = tx.gid;
-        emit({ t: 'begin', gid });
+        emit({ t: 'begin', gid, writes });
         const insert = `INSERT INTO ${config.table} (gid, incarnation, seq) VALUES ($1, $2, $3)`;
         const values = [tx.gid, config.incarnation, seq];
-        await Promise.all([
-          tx.participant('users').query(insert, values),
-          tx.participant('perms').query(insert, values),
-        ]);
+        await Promise.all(
+          (['users', 'perms'] as const).map((name) =>
+            writes.includes(name)
+              ? tx.participant(name).query(insert, values)
+              : tx.participant(name).query(`SELECT count(*) FROM ${config.table}`),
+          ),
+        );
       });
       emit({ t: 'committed', gid: result.gid });
     } catch (error) {
@@ -159,7 +195,7 @@ async function transactionLoop(): Promise<void> {
 async function shutdown(): Promise<never> {
   running = false;
   await Promise.allSettled(loops);
-  await coordinator.close();
+  await Promise.all([optimized.close(), classic.close()]);
   await Promise.allSettled([users.end(), perms.end()]);
   emit({ t: 'stopped' });
   process.exit(0);
@@ -177,6 +213,7 @@ commands.on('close', () => {
 });
 
 // Recovery at start-up and then periodically, as a deployment runs it.
-coordinator.startRecovery({ intervalMs: config.recoveryIntervalMs });
+// (Recovery does not depend on the optimizations: one coordinator runs it.)
+classic.startRecovery({ intervalMs: config.recoveryIntervalMs });
 const loops = Array.from({ length: config.concurrency }, () => transactionLoop());
 emit({ t: 'ready', incarnation: config.incarnation });

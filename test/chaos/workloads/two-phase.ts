@@ -1,132 +1,55 @@
 /**
- * Chaos workload for two-phase commit. A child process (`two-phase-child.ts`) runs the
- * coordinator over the cluster's `primary` ("users", which also keeps the decision log and the
- * recovery lease) and `primary2` ("perms"), with recovery at start-up and every few hundred
- * milliseconds; every transaction inserts a row keyed by its gid into the same table in both.
+ * Chaos workload for two-phase commit. A child process (`two-phase-child.ts`) runs coordinators
+ * (with every optimization, and with none) over the cluster's `primary` ("users", which also
+ * keeps the decision log and the recovery lease) and `primary2` ("perms"), with recovery at
+ * start-up and every few hundred milliseconds; every transaction inserts a row keyed by its gid
+ * into the same table in the databases it writes (both, or one while it reads the other).
  *
  * Fault `coordinator-kill`: SIGKILL of the coordinator at a random moment, or at a seeded step
- * of a transaction through the coordinator's crash-point hook (before prepare, after one
- * participant's prepare, after the decision is logged, between the commits), then a new
- * coordinator process with the same id, as a supervisor would start. Right after each kill,
- * once the dead process's server connections are gone, the workload notes which transactions
- * it left prepared and whether their commit decision was logged: those must end committed in
- * both databases if it was, and in neither if it was not.
+ * of a transaction through the coordinator's crash-point hook (`KILL_MODES`: every step of
+ * every path), then a new coordinator process with the same id, as a supervisor would start.
+ * Right after each kill, once the dead process's server connections are gone, the workload
+ * notes which transactions it left prepared and whether their commit decision was logged (or
+ * committed with the users branch): those must end committed everywhere they wrote if it was,
+ * and nowhere if it was not.
  *
- * `verify()` runs recovery to completion, then checks: every gid is in both databases or in
- * neither; every acknowledged commit (and every `TXN_IN_DOUBT` with a commit decision) is in
- * both; no `TXN_ABORTED` transaction left a row; `pg_prepared_xacts` is empty on both servers;
- * the decision log holds no commit decision and no decision with a branch still prepared (abort
- * decisions are kept on purpose for `abortRetentionMs`).
+ * `verify()` runs recovery to completion, then checks all or nothing (`checkOutcomes`).
  */
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { PgDecisionLog } from '../../../adapters/pg/decision-log.js';
-import { PgLeaseManager } from '../../../adapters/pg/fencing.js';
-import { PgParticipant } from '../../../adapters/pg/participant.js';
-import { ErrorCode, isCausewayError } from '../../../src/errors.js';
-import { TwoPhaseCoordinator } from '../../../src/txn/coordinator.js';
 import { coordinatorPrefix, tryParseGid } from '../../../src/txn/gid.js';
 import { sleep } from '../../../src/util/timers.js';
 import type { Cluster } from '../../harness/cluster.js';
 import type { ChaosContext, Fault, Workload, WorkloadReport } from '../types.js';
 import { type ChildHandle, spawnChild } from './child-process.js';
+import {
+  checkOutcomes,
+  type GidStatus,
+  type InDoubtAfterKill,
+  KILL_MODES,
+  newStats,
+  type TwoPhaseStats,
+  type TwoPhaseWorkloadOptions,
+} from './two-phase-check.js';
 import type {
   KillPoint,
   TwoPhaseChildConfig,
   TwoPhaseCommand,
+  TwoPhaseDecision,
   TwoPhaseEvent,
+  Writes,
 } from './two-phase-child.js';
+import { recoverToCompletion } from './two-phase-recovery.js';
+
+export {
+  KILL_MODES,
+  type KillMode,
+  type TwoPhaseStats,
+  type TwoPhaseWorkloadOptions,
+} from './two-phase-check.js';
 
 const CHILD_SCRIPT = fileURLToPath(new URL('./two-phase-child.ts', import.meta.url));
-
-/** Where a kill lands: at any moment (the parent's SIGKILL after a seeded delay) or at a step. */
-export type KillMode =
-  | 'any-moment'
-  | 'before-prepare'
-  | 'after-prepare:users'
-  | 'after-prepare:perms'
-  | 'after-decision'
-  | 'after-commit:users'
-  | 'after-commit:perms';
-
-export const KILL_MODES: readonly KillMode[] = [
-  'any-moment',
-  'before-prepare',
-  'after-prepare:users',
-  'after-prepare:perms',
-  'after-decision',
-  'after-commit:users',
-  'after-commit:perms',
-];
-
-export interface TwoPhaseWorkloadOptions {
-  /** Transactions the coordinator runs at once. Default: 2. */
-  concurrency?: number;
-  /** Pause after each transaction in each loop, to keep CPU moderate. Default: 25 ms. */
-  thinkMs?: number;
-  /**
-   * The coordinator's `prepareTimeoutMs`: recovery presumes abort for undecided branches older
-   * than this. Short, so the run sees recovery finish what kills leave. Default: 1 500 ms.
-   */
-  prepareTimeoutMs?: number;
-  /** The coordinator's `commitWaitMs`. Default: 3 000 ms. */
-  commitWaitMs?: number;
-  /** Interval of the child's recovery loop. Default: 300 ms. */
-  recoveryIntervalMs?: number;
-  /** Time to live of the recovery lease (a killed child holds it this long). Default: 1 500 ms. */
-  recoveryLeaseTtlMs?: number;
-  /** Where kills may land; the fault picks one per injection. Default: `KILL_MODES`. */
-  killModes?: readonly KillMode[];
-  /** Longest wait for an armed step (no transaction reaches it): then a plain SIGKILL. Default: 4 000 ms. */
-  armTimeoutMs?: number;
-  /** Longest seeded delay before an `any-moment` kill and before the restart. Default: 300 ms. */
-  maxDelayMs?: number;
-  /** Longest time `verify()` runs recovery before it reports what is left. Default: 60 000 ms. */
-  recoveryDeadlineMs?: number;
-}
-
-/** What a transaction's client was told (or `begun`: it never heard). */
-type GidStatus = 'begun' | 'committed' | 'aborted' | 'in-doubt-commit' | 'in-doubt' | 'failed';
-
-/** A transaction left prepared by a kill, with what the log said right after the kill. */
-interface InDoubtAfterKill {
-  readonly kill: number;
-  readonly branches: string[];
-  readonly decision: 'commit' | 'abort' | undefined;
-}
-
-export interface TwoPhaseStats {
-  transactions: number;
-  committed: number;
-  aborted: number;
-  inDoubt: number;
-  failed: number;
-  kills: number;
-  killsByMode: Record<string, number>;
-  /** Kills that landed at the armed step (a transaction was stopped there). */
-  killsAtStep: number;
-  /** Armed kills no transaction reached in time, done as a plain SIGKILL instead. */
-  killsAtTimeout: number;
-  coordinatorStarts: number;
-  /** Transactions with a branch prepared right after a kill (in doubt until recovery). */
-  inDoubtAfterKills: number;
-  /** Of those, how they ended (filled by `verify()`). */
-  inDoubtCommitted: number;
-  inDoubtRolledBack: number;
-  /** Kills after which the post-kill snapshot could not be read (a server was down). */
-  snapshotsMissed: number;
-  recoveryErrors: number;
-  heuristics: number;
-  /** What the final recovery in `verify()` still had to do. */
-  finalRecovery: {
-    rounds: number;
-    committed: number;
-    rolledBack: number;
-    presumedAborted: number;
-    forgotten: number;
-  };
-}
 
 export interface TwoPhaseWorkload extends Workload {
   /** Counters of the run so far (complete after `verify()`). */
@@ -172,26 +95,9 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
   const prefix = coordinatorPrefix(names.coordinatorId);
   const applicationName = (start: number) => `${names.coordinatorId}-${start}`;
 
-  const stats: TwoPhaseStats = {
-    transactions: 0,
-    committed: 0,
-    aborted: 0,
-    inDoubt: 0,
-    failed: 0,
-    kills: 0,
-    killsByMode: {},
-    killsAtStep: 0,
-    killsAtTimeout: 0,
-    coordinatorStarts: 0,
-    inDoubtAfterKills: 0,
-    inDoubtCommitted: 0,
-    inDoubtRolledBack: 0,
-    snapshotsMissed: 0,
-    recoveryErrors: 0,
-    heuristics: 0,
-    finalRecovery: { rounds: 0, committed: 0, rolledBack: 0, presumedAborted: 0, forgotten: 0 },
-  };
+  const stats = newStats();
   const gids = new Map<string, GidStatus>();
+  const writes = new Map<string, Writes>();
   const inDoubtAfterKill = new Map<string, InDoubtAfterKill>();
   /** Broken invariants seen while running (unexpected exits, heuristics, unhandled errors). */
   const runFailures: string[] = [];
@@ -219,6 +125,7 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
       case 'begin':
         stats.transactions++;
         gids.set(event.gid, 'begun');
+        writes.set(event.gid, event.writes);
         break;
       case 'committed':
         stats.committed++;
@@ -344,7 +251,7 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
     return rows.map((row) => String(row.gid));
   };
 
-  const decisionsIn = async (pool: pg.Pool): Promise<Map<string, 'commit' | 'abort'>> => {
+  const decisionsIn = async (pool: pg.Pool): Promise<Map<string, TwoPhaseDecision>> => {
     try {
       const { rows } = await pool.query(
         `SELECT gid, decision FROM ${names.logTable} WHERE starts_with(gid, $1)`,
@@ -404,57 +311,6 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
     },
   };
 
-  /** A coordinator in this process for the final recovery rounds. */
-  const recoveryCoordinator = () => {
-    const heuristics: string[] = [];
-    const coordinator = new TwoPhaseCoordinator({
-      coordinatorId: names.coordinatorId,
-      log: new PgDecisionLog({ pool: users!, table: names.logTable }),
-      participants: {
-        users: new PgParticipant({ pool: users! }),
-        perms: new PgParticipant({ pool: perms! }),
-      },
-      leases: new PgLeaseManager({ pool: users!, table: names.leaseTable }),
-      recoveryLeaseTtlMs,
-      prepareTimeoutMs,
-      onHeuristic: (event) =>
-        heuristics.push(`heuristic outcome in final recovery: ${event.gid} is ${event.observed}`),
-    });
-    return { coordinator, heuristics };
-  };
-
-  /** Runs recovery rounds until nothing of this coordinator is prepared and a round is clean. */
-  const recoverToCompletion = async (): Promise<string[]> => {
-    const { coordinator, heuristics } = recoveryCoordinator();
-    const deadline = performance.now() + (options.recoveryDeadlineMs ?? 60_000);
-    let lastProblem = 'no round ran';
-    try {
-      while (performance.now() < deadline) {
-        try {
-          const report = await coordinator.recover();
-          const final = stats.finalRecovery;
-          final.rounds++;
-          final.committed += report.committed.length;
-          final.rolledBack += report.rolledBack.length;
-          final.presumedAborted += report.presumedAborted.length;
-          final.forgotten += report.forgotten.length;
-          const left = [...(await preparedOn(users!)), ...(await preparedOn(perms!))];
-          if (report.failures.length === 0 && left.length === 0) return heuristics;
-          lastProblem = `${left.length} branch(es) still prepared, ${report.failures.length} failure(s)`;
-        } catch (error) {
-          // The lease of a killed coordinator lapses after its ttl; a server may be restarting.
-          lastProblem = isCausewayError(error, ErrorCode.LEASE_NOT_HELD)
-            ? 'recovery lease held elsewhere'
-            : String(error);
-        }
-        await sleep(200);
-      }
-      return [...heuristics, `recovery did not complete: ${lastProblem}`];
-    } finally {
-      await coordinator.close();
-    }
-  };
-
   const rowsIn = async (pool: pg.Pool): Promise<Set<string>> =>
     new Set((await pool.query(`SELECT gid FROM ${names.table}`)).rows.map((r) => String(r.gid)));
 
@@ -495,66 +351,36 @@ export function twoPhaseWorkload(options: TwoPhaseWorkloadOptions = {}): TwoPhas
 
     async verify(): Promise<WorkloadReport> {
       const failures = [...runFailures];
-      let lostWrites = 0;
-      let violations = 0;
-      failures.push(...(await recoverToCompletion()));
+      failures.push(
+        ...(await recoverToCompletion({
+          names,
+          users: users!,
+          perms: perms!,
+          recoveryLeaseTtlMs,
+          prepareTimeoutMs,
+          deadlineMs: options.recoveryDeadlineMs ?? 60_000,
+          stats,
+          preparedOn,
+        })),
+      );
 
       const [inUsers, inPerms] = await Promise.all([rowsIn(users!), rowsIn(perms!)]);
-      const everywhere = (gid: string) => inUsers.has(gid) && inPerms.has(gid);
-      const nowhere = (gid: string) => !inUsers.has(gid) && !inPerms.has(gid);
-      for (const gid of new Set([...inUsers, ...inPerms])) {
-        if (!everywhere(gid)) {
-          lostWrites++;
-          failures.push(`half-applied: ${gid} only in ${inUsers.has(gid) ? 'users' : 'perms'}`);
-        }
-        if (!gids.has(gid)) {
-          violations++;
-          failures.push(`row of a transaction no client began: ${gid}`);
-        }
-      }
-      for (const [gid, status] of gids) {
-        if ((status === 'committed' || status === 'in-doubt-commit') && !everywhere(gid)) {
-          lostWrites++;
-          failures.push(`acknowledged (${status}) but missing: ${gid}`);
-        }
-        if (status === 'aborted' && !nowhere(gid)) {
-          violations++;
-          failures.push(`TXN_ABORTED but present: ${gid}`);
-        }
-      }
-      for (const [gid, { kill, decision }] of inDoubtAfterKill) {
-        if (everywhere(gid)) stats.inDoubtCommitted++;
-        if (nowhere(gid)) stats.inDoubtRolledBack++;
-        const expected = decision === 'commit' ? everywhere(gid) : nowhere(gid);
-        if (!expected) {
-          violations++;
-          failures.push(
-            `in doubt after kill ${kill} with decision ${decision ?? 'none'} ended ` +
-              `${everywhere(gid) ? 'committed' : nowhere(gid) ? 'rolled back' : 'half-applied'}: ${gid}`,
-          );
-        }
-      }
-
-      for (const [name, pool] of [
-        ['primary', users!],
-        ['primary2', perms!],
-      ] as const) {
-        const left = await preparedOn(pool, true);
-        if (left.length > 0) {
-          violations += left.length;
-          failures.push(`pg_prepared_xacts on ${name} not empty: ${left.join(', ')}`);
-        }
-      }
-      const decisions = await decisionsIn(users!);
-      for (const [gid, decision] of decisions) {
-        if (decision === 'commit') {
-          violations++;
-          failures.push(`commit decision not forgotten after recovery: ${gid}`);
-        } else if (!nowhere(gid)) {
-          violations++;
-          failures.push(`abort decision but rows present: ${gid}`);
-        }
-      }
+      const left = {
+        primary: await preparedOn(users!, true),
+        primary2: await preparedOn(perms!, true),
+      };
+      const outcome = checkOutcomes({
+        inUsers,
+        inPerms,
+        gids,
+        writes,
+        inDoubtAfterKill,
+        prepared: left,
+        decisions: await decisionsIn(users!),
+        stats,
+      });
+      failures.push(...outcome.failures);
+      const { lostWrites, violations } = outcome;
 
       // A failed run keeps its tables for a post-mortem.
       if (failures.length === 0) {

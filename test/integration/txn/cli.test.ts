@@ -20,6 +20,8 @@ describe('causeway txn list|resolve', () => {
   async function strand(id: number, crashAt: 'after-decision' | 'before-decision') {
     let gid = '';
     const coordinator = db.coordinator({
+      // Both branches prepared: the decision is not committed with the log's participant.
+      optimizations: { commitWithLog: false },
       hooks: {
         onStep: (step, info) => {
           gid = info.gid;
@@ -116,6 +118,54 @@ describe('causeway txn list|resolve', () => {
     expect((await db.decisions()).find((d) => d.gid === gid)?.decision).toBe('abort');
     const empty = await cli(['txn', 'list', '-c', db.coordinatorId, ...connection]);
     expect(empty.stdout).toContain('no prepared transactions');
+  });
+
+  it('acts only on branches it owns: a foreign gid sharing the prefix is skipped, nothing recorded for it', async () => {
+    const gid = await strand(3, 'before-decision');
+    const client = new pg.Client({ connectionString: testEnv().primaryUrl });
+    await client.connect();
+    // Another tool's gids that start with the transaction's: one no Causeway gid parses as,
+    // one that parses but names a participant that is not on this server.
+    const foreign = [`${gid}:users x`, `${gid}:perms`];
+    try {
+      for (const other of foreign) {
+        await client.query('BEGIN');
+        await client.query(`PREPARE TRANSACTION '${other}'`);
+      }
+      const rolled = await cli(['txn', 'resolve', gid, '--rollback', ...connection]);
+      expect(rolled.stderr).toContain('not a branch of');
+      expect(rolled.code).toBe(0);
+      // Both real branches rolled back; the foreign ones untouched.
+      const left = (
+        await client.query('SELECT gid FROM pg_prepared_xacts WHERE starts_with(gid, $1)', [gid])
+      ).rows.map((row) => String(row.gid));
+      expect(left.sort()).toEqual([...foreign].sort());
+      expect((await db.prepared()).sort()).toEqual([...foreign].sort());
+      expect((await db.rows()).perms).not.toContain(3);
+
+      // A transaction with nothing of its own prepared gets no decision because of a stranger.
+      const stranger = `${coordinatorPrefix(db.coordinatorId)}${'ab'.repeat(16)}`;
+      await client.query('BEGIN');
+      await client.query(`PREPARE TRANSACTION '${stranger}:users y'`);
+      foreign.push(`${stranger}:users y`);
+      const none = await cli(['txn', 'resolve', stranger, '--commit', ...connection]);
+      expect(none.code).toBe(0);
+      expect(none.stdout).toContain('nothing recorded');
+      expect((await db.decisions()).find((d) => d.gid === stranger)).toBeUndefined();
+      const misnamed = await cli([
+        'txn',
+        'resolve',
+        `${stranger}:nobody`,
+        '--commit',
+        ...connection,
+      ]);
+      expect(misnamed.code).toBe(2);
+      expect((await db.decisions()).find((d) => d.gid === stranger)).toBeUndefined();
+    } finally {
+      for (const other of foreign)
+        await client.query(`ROLLBACK PREPARED '${other}'`).catch(() => {});
+      await client.end();
+    }
   });
 
   it('shows control characters in a gid escaped, so they cannot act on the terminal', async () => {

@@ -6,7 +6,17 @@
 import pg from 'pg';
 import { PgDecisionLog } from '../../../adapters/pg/decision-log.js';
 import { PgParticipant } from '../../../adapters/pg/participant.js';
-import { TwoPhaseCoordinator, type TwoPhaseStep } from '../../../src/txn/coordinator.js';
+import {
+  TwoPhaseCoordinator,
+  type TwoPhaseOptimizations,
+  type TwoPhaseStep,
+} from '../../../src/txn/coordinator.js';
+
+/**
+ * What the transaction does: a row in each database; a row in `users` only; or a read in
+ * `users` and a row in `perms`.
+ */
+export type CrashShape = 'both' | 'users-only' | 'read-users';
 
 export interface CrashChildArgs {
   usersUrl: string;
@@ -18,6 +28,8 @@ export interface CrashChildArgs {
   step: TwoPhaseStep;
   /** For the per-participant steps: which participant's step to die at. */
   participant?: string;
+  shape: CrashShape;
+  optimizations: TwoPhaseOptimizations;
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as CrashChildArgs;
@@ -30,6 +42,7 @@ const coordinator = new TwoPhaseCoordinator({
     users: new PgParticipant({ pool: users }),
     perms: new PgParticipant({ pool: perms }),
   },
+  optimizations: args.optimizations,
   hooks: {
     onStep: (step, info) => {
       if (step !== args.step) return;
@@ -40,8 +53,13 @@ const coordinator = new TwoPhaseCoordinator({
   },
 });
 await coordinator.transaction(async (tx) => {
-  await tx.participant('users').query(`INSERT INTO ${args.table} (id) VALUES ($1)`, [args.id]);
-  await tx.participant('perms').query(`INSERT INTO ${args.table} (id) VALUES ($1)`, [args.id]);
+  const insert = [`INSERT INTO ${args.table} (id) VALUES ($1)`, [args.id]] as const;
+  if (args.shape === 'read-users') {
+    await tx.participant('users').query(`SELECT count(*) FROM ${args.table}`);
+  } else {
+    await tx.participant('users').query(...insert);
+  }
+  if (args.shape !== 'users-only') await tx.participant('perms').query(...insert);
 });
 // Reaching here means the step never came: the parent test fails on the exit code.
 process.exit(0);

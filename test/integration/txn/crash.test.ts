@@ -1,9 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TwoPhaseStep } from '../../../src/txn/coordinator.js';
+import type { TwoPhaseOptimizations, TwoPhaseStep } from '../../../src/txn/coordinator.js';
 import { testEnv } from '../../harness/env.js';
 import { runTsx } from '../../support/child-process.js';
-import type { CrashChildArgs } from './crash-child.js';
+import type { CrashChildArgs, CrashShape } from './crash-child.js';
 import { namespace, type Pair, pair } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
@@ -15,13 +15,96 @@ async function runChild(args: CrashChildArgs): Promise<{ signal: string; gid: st
   return { signal, gid: stdout.trim() };
 }
 
-const CASES: { step: TwoPhaseStep; participant?: string; committed: boolean }[] = [
-  { step: 'before-prepare', committed: false },
-  { step: 'after-prepare', participant: 'users', committed: false },
-  { step: 'after-prepare', participant: 'perms', committed: false },
-  { step: 'after-decision', committed: true },
-  { step: 'after-commit', participant: 'users', committed: true },
-  { step: 'after-commit', participant: 'perms', committed: true },
+interface CrashCase {
+  step: TwoPhaseStep;
+  participant?: string;
+  /** Whether the transaction's writes must be there after recovery. */
+  committed: boolean;
+}
+
+const NONE: TwoPhaseOptimizations = {
+  onePhase: false,
+  readOnly: false,
+  commitWithLog: false,
+  batchDecisions: false,
+};
+
+/**
+ * Every path the coordinator can take, each with every step it passes. The log lives in the
+ * `users` database (on the same pool as the `users` participant), so with every optimization on
+ * a transaction writing both databases commits `users` together with the decision.
+ */
+const PATHS: {
+  path: string;
+  shape: CrashShape;
+  optimizations: TwoPhaseOptimizations;
+  cases: CrashCase[];
+}[] = [
+  {
+    path: 'classic 2PC, no optimization',
+    shape: 'both',
+    optimizations: NONE,
+    cases: [
+      { step: 'before-prepare', committed: false },
+      { step: 'after-prepare', participant: 'users', committed: false },
+      { step: 'after-prepare', participant: 'perms', committed: false },
+      { step: 'after-decision', committed: true },
+      { step: 'after-commit', participant: 'users', committed: true },
+      { step: 'after-commit', participant: 'perms', committed: true },
+    ],
+  },
+  {
+    path: 'decisions batched',
+    shape: 'both',
+    optimizations: { ...NONE, batchDecisions: true },
+    cases: [
+      { step: 'after-prepare', participant: 'perms', committed: false },
+      { step: 'after-decision', committed: true },
+      { step: 'after-commit', participant: 'users', committed: true },
+    ],
+  },
+  {
+    path: 'decision committed with the log participant',
+    shape: 'both',
+    optimizations: {},
+    cases: [
+      { step: 'before-prepare', committed: false },
+      { step: 'after-prepare', participant: 'perms', committed: false },
+      { step: 'before-local-commit', participant: 'users', committed: false },
+      { step: 'after-decision', committed: true },
+      { step: 'after-commit', participant: 'perms', committed: true },
+    ],
+  },
+  {
+    path: 'one-phase commit',
+    shape: 'users-only',
+    optimizations: {},
+    cases: [
+      { step: 'before-prepare', committed: false },
+      { step: 'before-local-commit', participant: 'users', committed: false },
+      { step: 'after-local-commit', participant: 'users', committed: true },
+    ],
+  },
+  {
+    path: 'read-only participant, the other prepared',
+    shape: 'read-users',
+    optimizations: { onePhase: false },
+    cases: [
+      { step: 'after-read-only', participant: 'users', committed: false },
+      { step: 'after-prepare', participant: 'perms', committed: false },
+      { step: 'after-decision', committed: true },
+      { step: 'after-commit', participant: 'perms', committed: true },
+    ],
+  },
+  {
+    path: 'read-only participant, the other committed in one phase',
+    shape: 'read-users',
+    optimizations: {},
+    cases: [
+      { step: 'after-read-only', participant: 'users', committed: false },
+      { step: 'after-local-commit', participant: 'perms', committed: true },
+    ],
+  },
 ];
 
 describe('2PC crash points (coordinator SIGKILLed, then recovery)', () => {
@@ -39,39 +122,47 @@ describe('2PC crash points (coordinator SIGKILLed, then recovery)', () => {
     await db.drop();
   });
 
-  CASES.forEach((crash, index) => {
-    it(`${crash.step} ${crash.participant ?? ''}: all or nothing`, async () => {
-      const id = index + 1;
-      const { signal, gid } = await runChild({
-        usersUrl: db.users.options.connectionString!,
-        permsUrl: db.perms.options.connectionString!,
-        table: db.table,
-        logTable: db.logTable,
-        coordinatorId: db.coordinatorId,
-        id,
-        step: crash.step,
-        ...(crash.participant === undefined ? {} : { participant: crash.participant }),
-      });
-      expect(signal).toBe('SIGKILL');
-      expect(gid).toMatch(/^cw:/);
+  let nextId = 0;
+  for (const { path, shape, optimizations, cases } of PATHS) {
+    describe(path, () => {
+      for (const crash of cases) {
+        it(`${crash.step} ${crash.participant ?? ''}: all or nothing`, async () => {
+          const id = ++nextId;
+          const { signal, gid } = await runChild({
+            usersUrl: db.users.options.connectionString!,
+            permsUrl: db.perms.options.connectionString!,
+            table: db.table,
+            logTable: db.logTable,
+            coordinatorId: db.coordinatorId,
+            id,
+            step: crash.step,
+            ...(crash.participant === undefined ? {} : { participant: crash.participant }),
+            shape,
+            optimizations,
+          });
+          expect(signal).toBe('SIGKILL');
+          expect(gid).toMatch(/^cw:/);
 
-      // A new coordinator process would do this at start-up; the prepare timeout is short
-      // because the crashed coordinator is certainly gone.
-      const recovery = db.coordinator({ prepareTimeoutMs: 1 });
-      const report = await recovery.recover();
-      await recovery.close();
-      expect(report.failures).toEqual([]);
-      expect(report.heuristics).toEqual([]);
+          // A new coordinator process would do this at start-up; the prepare timeout is short
+          // because the crashed coordinator is certainly gone.
+          const recovery = db.coordinator({ prepareTimeoutMs: 1 });
+          const report = await recovery.recover();
+          await recovery.close();
+          expect(report.failures).toEqual([]);
+          expect(report.heuristics).toEqual([]);
 
-      const rows = await db.rows();
-      const present = (ids: number[]) => ids.includes(id);
-      expect(present(rows.users)).toBe(crash.committed);
-      expect(present(rows.perms)).toBe(crash.committed);
-      expect(await db.prepared()).toEqual([]);
-      const decision = (await db.decisions()).find((d) => d.gid === gid)?.decision;
-      // Committed: the commit decision was forgotten once applied. Aborted: no commit logged.
-      if (crash.committed) expect(decision).toBeUndefined();
-      else expect(decision === undefined || decision === 'abort').toBe(true);
+          const rows = await db.rows();
+          const written = (ids: number[]) => ids.includes(id);
+          if (shape !== 'read-users') expect(written(rows.users)).toBe(crash.committed);
+          if (shape !== 'users-only') expect(written(rows.perms)).toBe(crash.committed);
+          expect(await db.prepared()).toEqual([]);
+          const decision = (await db.decisions()).find((d) => d.gid === gid)?.decision;
+          // Committed: the commit decision was forgotten once applied (or never written, in
+          // one phase). Aborted: no commit logged.
+          if (crash.committed) expect(decision).toBeUndefined();
+          else expect(decision === undefined || decision === 'abort').toBe(true);
+        });
+      }
     });
-  });
+  }
 });

@@ -199,6 +199,24 @@ describe('TwoPhaseCoordinator over two PostgreSQL primaries', () => {
     expect(await participant.branchStatus(xid)).toBe('aborted');
   });
 
+  it('runs no statement of a branch rolled back while that statement was being checked', async () => {
+    // fn starts a write and fails at once: the branch is rolled back (its connection returned)
+    // while the write is still in its preparable check. It must not then run on that connection
+    // (it would commit on its own, or inside whatever transaction the connection serves next).
+    const error = await rejection(
+      coordinator.transaction(async (tx) => {
+        void tx
+          .participant('users')
+          .query(...insert(77))
+          .catch(() => {});
+        throw new Error('fails at once');
+      }),
+    );
+    expect(error.code).toBe('TXN_ABORTED');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await db.rows()).users).not.toContain(77);
+  });
+
   it('keeps decisions write-once under concurrent writers', async () => {
     const log = new PgDecisionLog({ pool: db.users, table: db.logTable });
     const gid = `cw:${db.coordinatorId}:${'b'.repeat(32)}`;
@@ -210,69 +228,95 @@ describe('TwoPhaseCoordinator over two PostgreSQL primaries', () => {
     expect(await log.get(gid)).toBeUndefined();
   });
 
-  it('never rolls back what it committed while recovery races live transactions', async () => {
-    // The log gets a pool of its own, so decisions never queue behind open branches.
-    const logPool = pool(testEnv().primaryUrl, 4);
-    const log = new PgDecisionLog({ pool: logPool, table: db.logTable });
-    // Recovery is told a far shorter prepare timeout than the live coordinator uses, and the
-    // coordinator stalls at random after preparing: recovery then presumes abort of live
-    // transactions, and only the write-once log keeps every outcome whole.
-    const live = db.coordinator({
-      prepareTimeoutMs: 10_000,
-      log,
-      // Below the servers' max_prepared_transactions (20), so PREPARE never runs out of slots.
-      maxConcurrentTransactions: 16,
-      hooks: { onStep: () => new Promise((resolve) => setTimeout(resolve, Math.random() * 60)) },
-    });
-    // Recoverers stand for other processes: pools of their own, one lease between them.
-    const leases = new MemoryLeaseManager();
-    const recoveryErrors: unknown[] = [];
-    const recoveryPools = [testEnv().primaryUrl, testEnv().primary2Url].map((url) => pool(url, 3));
-    const recoverers = [1, 2].map(
-      () =>
-        new TwoPhaseCoordinator({
-          coordinatorId: db.coordinatorId,
-          log,
-          participants: {
-            users: new PgParticipant({ pool: recoveryPools[0]! }),
-            perms: new PgParticipant({ pool: recoveryPools[1]! }),
-          },
-          prepareTimeoutMs: 20,
-          leases,
-          recoveryLeaseTtlMs: 1_000,
-          onRecoveryError: (error) => recoveryErrors.push(error),
-        }),
-    );
-    for (const r of recoverers) r.startRecovery({ intervalMs: 2 });
-    const ids = Array.from({ length: 60 }, (_, i) => 1_000 + i);
-    const outcomes = await Promise.all(
-      ids.map((id) =>
-        live
-          .transaction(async (tx) => {
-            await tx.participant('users').query(...insert(id));
-            await tx.participant('perms').query(...insert(id));
-          })
-          .then(
-            () => 'committed' as const,
-            (error: unknown) => {
-              if (isCausewayError(error, 'TXN_ABORTED')) return 'aborted' as const;
-              throw error;
+  const races = [
+    {
+      name: 'decisions batched in a log of its own, recoverers under one lease',
+      separateLog: true,
+      lease: true,
+    },
+    {
+      name: 'decisions committed with the log participant, mixed shapes, two recoverers without a lease',
+      separateLog: false,
+      lease: false,
+    },
+  ];
+  for (const race of races) {
+    it(`never rolls back what it committed while recovery races live transactions: ${race.name}`, async () => {
+      // A log with a pool of its own never queues decisions behind open branches; on the
+      // users pool, it is colocated with the users participant (decision committed with it).
+      const logPool = race.separateLog ? pool(testEnv().primaryUrl, 4) : db.users;
+      const log = new PgDecisionLog({ pool: logPool, table: db.logTable });
+      // Recovery is told a far shorter prepare timeout than the live coordinator uses, and the
+      // coordinator stalls at random at every step: recovery then presumes abort of live
+      // transactions, and only the write-once log keeps every outcome whole.
+      const live = db.coordinator({
+        prepareTimeoutMs: 10_000,
+        log,
+        ...(race.separateLog ? { optimizations: { batchDecisions: true } } : {}),
+        // Below the servers' max_prepared_transactions (20), so PREPARE never runs out of slots.
+        maxConcurrentTransactions: race.separateLog ? 16 : 8,
+        hooks: { onStep: () => new Promise((resolve) => setTimeout(resolve, Math.random() * 60)) },
+      });
+      // Recoverers stand for other processes: pools of their own, one lease between them (or
+      // none: both recover at once).
+      const leases = race.lease ? new MemoryLeaseManager() : undefined;
+      const recoveryErrors: unknown[] = [];
+      const recoveryPools = [testEnv().primaryUrl, testEnv().primary2Url].map((url) =>
+        pool(url, 3),
+      );
+      const recoverers = [1, 2].map(
+        () =>
+          new TwoPhaseCoordinator({
+            coordinatorId: db.coordinatorId,
+            log,
+            participants: {
+              users: new PgParticipant({ pool: recoveryPools[0]! }),
+              perms: new PgParticipant({ pool: recoveryPools[1]! }),
             },
-          ),
-      ),
-    );
-    for (const r of recoverers) await r.close();
-    await live.close();
-    await logPool.end();
-    for (const p of recoveryPools) await p.end();
-    const rows = await db.rows();
-    for (const [i, id] of ids.entries()) {
-      const expected = outcomes[i] === 'committed';
-      expect(rows.users.includes(id), `users ${id}`).toBe(expected);
-      expect(rows.perms.includes(id), `perms ${id}`).toBe(expected);
-    }
-    expect(outcomes.filter((o) => o === 'committed').length).toBeGreaterThan(0);
-    expect(recoveryErrors).toEqual([]);
-    expect(await db.prepared()).toEqual([]);
-  });
+            prepareTimeoutMs: 20,
+            ...(leases === undefined ? {} : { leases }),
+            recoveryLeaseTtlMs: 1_000,
+            onRecoveryError: (error) => recoveryErrors.push(error),
+          }),
+      );
+      for (const r of recoverers) r.startRecovery({ intervalMs: 2 });
+      const base = race.separateLog ? 1_000 : 2_000;
+      const ids = Array.from({ length: 60 }, (_, i) => base + i);
+      // Mixed shapes: both databases written; users read and perms written; users alone.
+      const shape = (id: number) => (race.separateLog ? 0 : id % 3);
+      const outcomes = await Promise.all(
+        ids.map((id) =>
+          live
+            .transaction(async (tx) => {
+              if (shape(id) === 1) {
+                await tx.participant('users').query(`SELECT count(*) FROM ${db.table}`);
+              } else {
+                await tx.participant('users').query(...insert(id));
+              }
+              if (shape(id) !== 2) await tx.participant('perms').query(...insert(id));
+            })
+            .then(
+              () => 'committed' as const,
+              (error: unknown) => {
+                if (isCausewayError(error, 'TXN_ABORTED')) return 'aborted' as const;
+                throw error;
+              },
+            ),
+        ),
+      );
+      for (const r of recoverers) await r.close();
+      await live.close();
+      if (race.separateLog) await logPool.end();
+      for (const p of recoveryPools) await p.end();
+      const rows = await db.rows();
+      for (const [i, id] of ids.entries()) {
+        const expected = outcomes[i] === 'committed';
+        if (shape(id) !== 1) expect(rows.users.includes(id), `users ${id}`).toBe(expected);
+        if (shape(id) !== 2) expect(rows.perms.includes(id), `perms ${id}`).toBe(expected);
+      }
+      expect(outcomes.filter((o) => o === 'committed').length).toBeGreaterThan(0);
+      expect(recoveryErrors).toEqual([]);
+      expect(await db.prepared()).toEqual([]);
+    });
+  }
 });

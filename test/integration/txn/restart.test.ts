@@ -113,4 +113,62 @@ describe('2PC against a participant whose PostgreSQL restarts', () => {
       }
     });
   }
+
+  it('aborts cleanly when the log participant crashes before committing the decision with its branch', async () => {
+    // The log lives on the restarting server, on the same pool as its participant: that
+    // participant is not prepared, and its commit carries the decision.
+    const users = pool(testEnv().primaryUrl, 4);
+    const perms = pool(server.url, 4);
+    const table = `${names.table}_log_crash`;
+    for (const p of [users, perms]) await p.query(`CREATE TABLE ${table} (id int PRIMARY KEY)`);
+    let restarted: Promise<void> | undefined;
+    const steps: string[] = [];
+    const coordinator = new TwoPhaseCoordinator({
+      coordinatorId: names.coordinatorId,
+      log: new PgDecisionLog({ pool: perms, table: names.logTable }),
+      participants: {
+        users: new PgParticipant({ pool: users }),
+        perms: new PgParticipant({ pool: perms }),
+      },
+      commitWaitMs: 60_000,
+      retryMaxDelayMs: 200,
+      hooks: {
+        onStep: async (step) => {
+          steps.push(step);
+          if (step !== 'before-local-commit') return;
+          await server.crash();
+          restarted = new Promise((resolve) => setTimeout(resolve, 300)).then(() => server.start());
+        },
+      },
+    });
+    try {
+      const error = await coordinator
+        .transaction(async (tx) => {
+          await tx.participant('users').query(`INSERT INTO ${table} VALUES (1)`);
+          await tx.participant('perms').query(`INSERT INTO ${table} VALUES (1)`);
+        })
+        .then(
+          () => undefined,
+          (caught: unknown) => caught,
+        );
+      // The branch died with the server; the abort recorded once it was back holds.
+      expect(error).toMatchObject({ code: 'TXN_ABORTED' });
+      expect(steps).toContain('before-local-commit');
+      await restarted;
+      for (const p of [users, perms]) {
+        expect((await p.query(`SELECT id FROM ${table}`)).rows).toEqual([]);
+        const left = await p.query('SELECT gid FROM pg_prepared_xacts WHERE starts_with(gid, $1)', [
+          coordinatorPrefix(names.coordinatorId),
+        ]);
+        expect(left.rows).toEqual([]);
+      }
+    } finally {
+      await coordinator.close();
+      await restarted;
+      for (const p of [users, perms]) await p.query(`DROP TABLE IF EXISTS ${table}`);
+      await perms.query(`DROP TABLE IF EXISTS ${names.logTable}`);
+      await users.end();
+      await perms.end();
+    }
+  });
 });

@@ -3,65 +3,9 @@ import { MemoryDecisionLog } from '../../../adapters/memory/decision-log.js';
 import { MemoryLeaseManager } from '../../../adapters/memory/fencing.js';
 import { MemoryParticipant } from '../../../adapters/memory/participant.js';
 import { isCausewayError } from '../../../src/errors.js';
-import {
-  TwoPhaseCoordinator,
-  type TwoPhaseCoordinatorOptions,
-  type TwoPhaseStep,
-} from '../../../src/txn/coordinator.js';
+import { TwoPhaseCoordinator, type TwoPhaseStep } from '../../../src/txn/coordinator.js';
 import { branchGid, parseGid } from '../../../src/txn/gid.js';
-import type { HeuristicEvent } from '../../../src/txn/recovery.js';
-
-function setup(options: Partial<TwoPhaseCoordinatorOptions> = {}) {
-  let clock = 1_000_000;
-  const now = () => clock;
-  const users = new MemoryParticipant({ name: 'users', now });
-  const perms = new MemoryParticipant({ name: 'perms', now });
-  const log = new MemoryDecisionLog({ now });
-  const heuristics: HeuristicEvent[] = [];
-  const coordinator = new TwoPhaseCoordinator({
-    coordinatorId: 'svc',
-    log,
-    participants: { users, perms },
-    prepareTimeoutMs: 1_000,
-    commitWaitMs: 200,
-    retryInitialDelayMs: 1,
-    retryMaxDelayMs: 5,
-    onHeuristic: (event) => heuristics.push(event),
-    ...options,
-  });
-  return {
-    users,
-    perms,
-    log,
-    coordinator,
-    heuristics,
-    advance(ms: number) {
-      clock += ms;
-    },
-  };
-}
-
-/** The signup example: one write in each participant. */
-async function signup(coordinator: TwoPhaseCoordinator, id = 1) {
-  return coordinator.transaction(async (tx) => {
-    await tx.participant('users').query('INSERT INTO users VALUES ($1)', [id]);
-    await tx.participant('perms').query('INSERT INTO permissions VALUES ($1)', [id]);
-    return id;
-  });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
-
-function nothingPrepared(...participants: MemoryParticipant[]) {
-  for (const participant of participants) expect(participant.preparedGids()).toEqual([]);
-}
+import { nothingPrepared, rejection, setup, signup } from './setup.js';
 
 describe('TwoPhaseCoordinator', () => {
   it('commits every branch and logs the commit decision', async () => {
@@ -86,15 +30,6 @@ describe('TwoPhaseCoordinator', () => {
     const { result } = await coordinator.transaction(() => 'nothing');
     expect(result).toBe('nothing');
     expect(await log.list('')).toEqual([]);
-  });
-
-  it('uses two-phase commit for a single participant too', async () => {
-    const { coordinator, users, log } = setup();
-    const { gid } = await coordinator.transaction(async (tx) => {
-      await tx.participant('users').query('UPDATE users SET x = 1');
-    });
-    expect(users.commits).toHaveLength(1);
-    expect((await log.get(gid))?.participants).toEqual(['users']);
   });
 
   it('rejects an unknown participant with INVALID_INPUT and rolls back what began', async () => {

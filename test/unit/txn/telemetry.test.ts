@@ -23,7 +23,8 @@ describe('2PC telemetry', () => {
       await tx.participant('users').query('INSERT 1');
       await tx.participant('perms').query('INSERT 1');
     });
-    perms.failNext('prepare');
+    // One participant: a one-phase commit, here refused.
+    perms.failNext('local-commit');
     await coordinator
       .transaction(async (tx) => {
         await tx.participant('perms').query('INSERT 2');
@@ -36,6 +37,7 @@ describe('2PC telemetry', () => {
       (span) => span.name === 'causeway.2pc' && span.attributes['causeway.gid'] === gid,
     );
     expect(root?.attributes['causeway.outcome']).toBe('committed');
+    expect(root?.attributes['causeway.2pc.path']).toBe('logged');
     const children = spans.filter(
       (span) => span.parentSpanContext?.spanId === root?.spanContext().spanId,
     );
@@ -49,6 +51,7 @@ describe('2PC telemetry', () => {
       (span) => span.name === 'causeway.2pc' && span.attributes['causeway.outcome'] === 'aborted',
     );
     expect(failed?.status.code).toBe(2);
+    expect(failed?.attributes['causeway.2pc.path']).toBe('one-phase');
     expect(spans.some((span) => span.name === 'causeway.2pc.recover')).toBe(true);
     expect(
       await telemetry.counter('causeway.2pc.outcomes', { 'causeway.outcome': 'committed' }),
