@@ -1,6 +1,7 @@
 import { configError, knownOptions } from '../../../src/adapter-kit.js';
 import { analyseStatement, type QualifiedName, type StatementFacts } from './analyse.js';
 import { CATALOG_SQL, Catalog, type CatalogQuery, PRIMARY_ONLY_FUNCTIONS } from './catalog.js';
+import { remember } from './lru.js';
 import { loadSqlParser, parseSql } from './parser.js';
 
 /** The verdict on one SQL text. */
@@ -302,15 +303,6 @@ function primaryOnly(verdict: SqlClassification): SqlClassification {
 }
 
 /** Inserts into an insertion-ordered LRU map, evicting the oldest entry when full. */
-function remember<V>(map: Map<string, V>, key: string, value: V, size: number): void {
-  map.delete(key);
-  if (map.size >= size) {
-    const oldest = map.keys().next();
-    if (oldest.done !== true) map.delete(oldest.value);
-  }
-  map.set(key, value);
-}
-
 function display(name: QualifiedName): string {
   return name.schema === undefined ? name.name : `${name.schema}.${name.name}`;
 }

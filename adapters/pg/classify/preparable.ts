@@ -1,5 +1,12 @@
 import { commandOf, nameParts, nodeOf } from './analyse.js';
+import { remember } from './lru.js';
 import { loadSqlParser, type PgNode, parseSql } from './parser.js';
+
+/** Verdicts kept per text: a branch's statements repeat, and parsing one costs tens of µs. */
+const CACHE_SIZE = 1000;
+/** Longer texts are checked every time rather than kept. */
+const MAX_CACHED_LENGTH = 10_000;
+const verdicts = new Map<string, string | undefined>();
 
 /**
  * Why a statement run in a two-phase-commit branch would make PREPARE TRANSACTION fail or break
@@ -12,14 +19,21 @@ import { loadSqlParser, type PgNode, parseSql } from './parser.js';
  * Undefined when there is none, or when the text does not parse (the server refuses it then).
  */
 export async function unpreparableReason(sql: string): Promise<string | undefined> {
+  if (verdicts.has(sql)) {
+    const cached = verdicts.get(sql);
+    remember(verdicts, sql, cached, CACHE_SIZE);
+    return cached;
+  }
   await loadSqlParser();
   const parsed = parseSql(sql);
   if (parsed === undefined || !parsed.ok) return undefined;
+  let found: string | undefined;
   for (const { stmt } of parsed.statements) {
-    const found = findUnpreparable(stmt);
-    if (found !== undefined) return found;
+    found = findUnpreparable(stmt);
+    if (found !== undefined) break;
   }
-  return undefined;
+  if (sql.length <= MAX_CACHED_LENGTH) remember(verdicts, sql, found, CACHE_SIZE);
+  return found;
 }
 
 /** Transaction statements that stay inside the branch's transaction. */
