@@ -64,8 +64,13 @@ export {
   NearCacheSpanName,
   withSpan,
 } from './telemetry.js';
-export type { Decision, DecisionLog, DecisionRecord } from './txn/decision-log.js';
-export { MAX_GID_BYTES } from './txn/gid.js';
+export type {
+  Decision,
+  DecisionEntry,
+  DecisionLog,
+  DecisionRecord,
+} from './txn/decision-log.js';
+export { isSafeGidComponent, MAX_GID_BYTES } from './txn/gid.js';
 export type {
   BranchStatus,
   Participant,

@@ -1,10 +1,11 @@
-import { functionOption, optionsObject } from '../../src/errors.js';
-import type {
-  Decision,
-  DecisionEntry,
-  DecisionLog,
-  DecisionRecord,
-} from '../../src/txn/decision-log.js';
+import {
+  type Decision,
+  type DecisionEntry,
+  type DecisionLog,
+  type DecisionRecord,
+  functionOption,
+  knownOptions,
+} from '../../src/adapter-kit.js';
 
 interface Stored {
   readonly gid: string;
@@ -32,7 +33,7 @@ export class MemoryDecisionLog implements DecisionLog {
   private readonly now: () => number;
 
   constructor(options: MemoryDecisionLogOptions = {}) {
-    const { now } = optionsObject(options, 'MemoryDecisionLog');
+    const { now } = knownOptions(options, 'MemoryDecisionLog', ['now']);
     this.now = functionOption('MemoryDecisionLog: now', now, Date.now);
   }
 

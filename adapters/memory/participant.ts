@@ -1,20 +1,18 @@
 import {
+  type BranchStatus,
   CausewayError,
   configError,
   ErrorCode,
   functionOption,
   invalidInput,
-  optionsObject,
-} from '../../src/errors.js';
-import type {
-  BranchStatus,
-  Participant,
-  ParticipantBranch,
-  ParticipantQueryResult,
-  PreparedBranch,
-  PreparedInfo,
-} from '../../src/txn/participant.js';
-import { sleep } from '../../src/util/timers.js';
+  knownOptions,
+  type Participant,
+  type ParticipantBranch,
+  type ParticipantQueryResult,
+  type PreparedBranch,
+  type PreparedInfo,
+  sleep,
+} from '../../src/adapter-kit.js';
 
 /** A statement a branch ran, as recorded by `MemoryParticipant`. */
 export interface MemoryStatement {
@@ -85,7 +83,7 @@ export class MemoryParticipant implements Participant {
   private nextXid = 1000n;
 
   constructor(options: MemoryParticipantOptions = {}) {
-    const { name = 'memory', now } = optionsObject(options, 'MemoryParticipant');
+    const { name = 'memory', now } = knownOptions(options, 'MemoryParticipant', ['name', 'now']);
     if (typeof name !== 'string' || name === '') {
       throw configError('MemoryParticipant: name must be a non-empty string');
     }

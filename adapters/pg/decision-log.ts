@@ -1,12 +1,14 @@
-import { invalidInput } from '../../src/errors.js';
-import type {
-  Decision,
-  DecisionEntry,
-  DecisionLog,
-  DecisionRecord,
-} from '../../src/txn/decision-log.js';
-import { isSafeGidComponent } from '../../src/txn/gid.js';
-import type { Participant, ParticipantBranch } from '../../src/txn/participant.js';
+import {
+  type Decision,
+  type DecisionEntry,
+  type DecisionLog,
+  type DecisionRecord,
+  invalidInput,
+  isSafeGidComponent,
+  knownOptions,
+  type Participant,
+  type ParticipantBranch,
+} from '../../src/adapter-kit.js';
 import { PgParticipant } from './participant.js';
 import { type PgQueryablePool, quoteTable, resolvePool, sqlState, TableCreator } from './sql.js';
 import { gidLiteral } from './txn-sql.js';
@@ -70,7 +72,8 @@ export class PgDecisionLog implements DecisionLog {
   private readonly quoted: string;
 
   constructor(options: PgDecisionLogOptions) {
-    this.pool = resolvePool(options?.pool, 'PgDecisionLog');
+    knownOptions(options, 'PgDecisionLog', ['pool', 'table', 'createTable']);
+    this.pool = resolvePool(options.pool, 'PgDecisionLog');
     const table = options.table ?? DEFAULT_PG_DECISION_TABLE;
     const quoted = quoteTable(table, 'PgDecisionLog');
     this.quoted = quoted;

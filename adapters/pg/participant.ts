@@ -1,12 +1,16 @@
-import { CausewayError, configError, ErrorCode, invalidInput } from '../../src/errors.js';
-import type {
-  BranchStatus,
-  Participant,
-  ParticipantBranch,
-  ParticipantQueryResult,
-  PreparedBranch,
-  PreparedInfo,
-} from '../../src/txn/participant.js';
+import {
+  type BranchStatus,
+  CausewayError,
+  configError,
+  ErrorCode,
+  invalidInput,
+  knownOptions,
+  type Participant,
+  type ParticipantBranch,
+  type ParticipantQueryResult,
+  type PreparedBranch,
+  type PreparedInfo,
+} from '../../src/adapter-kit.js';
 import { unpreparableReason } from './classify/index.js';
 import {
   connectClient,
@@ -63,7 +67,8 @@ export class PgParticipant implements Participant {
   private verified = false;
 
   constructor(options: PgParticipantOptions) {
-    this.pool = resolvePool(options?.pool, 'PgParticipant');
+    knownOptions(options, 'PgParticipant', ['pool']);
+    this.pool = resolvePool(options.pool, 'PgParticipant');
     this.poolSize = options.pool.options?.max ?? PG_DEFAULT_POOL_SIZE;
   }
 

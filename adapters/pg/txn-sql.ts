@@ -1,5 +1,4 @@
-import { CausewayError, ErrorCode, invalidInput } from '../../src/errors.js';
-import { MAX_GID_BYTES } from '../../src/txn/gid.js';
+import { CausewayError, ErrorCode, invalidInput, MAX_GID_BYTES } from '../../src/adapter-kit.js';
 import { type PgRowsResult, sqlState } from './sql.js';
 
 /**

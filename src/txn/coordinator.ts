@@ -1,11 +1,6 @@
 import type { Span } from '@opentelemetry/api';
-import {
-  configError,
-  ErrorCode,
-  functionOption,
-  isCausewayError,
-  optionsObject,
-} from '../errors.js';
+import { configError, ErrorCode, isCausewayError } from '../errors.js';
+import { functionOption, knownOptions, optionsObject } from '../options.js';
 import { Attr, addToCounter, CounterName, SpanName, withSpan } from '../telemetry.js';
 import { Deadlines } from './deadlines.js';
 import { DecisionBatcher } from './decision-batcher.js';
@@ -54,11 +49,13 @@ function resolveOptimizations(
   options: TwoPhaseCoordinatorOptions,
   log: DecisionLog,
 ): Pick<ProtocolConfig, 'onePhase' | 'readOnly' | 'logParticipant' | 'batcher'> {
-  const switches = optionsObject(options.optimizations ?? {}, 'optimizations');
+  const switches = knownOptions(options.optimizations ?? {}, 'TwoPhaseCoordinator: optimizations', [
+    'onePhase',
+    'readOnly',
+    'commitWithLog',
+    'batchDecisions',
+  ]);
   for (const [name, value] of Object.entries(switches)) {
-    if (!['onePhase', 'readOnly', 'commitWithLog', 'batchDecisions'].includes(name)) {
-      throw configError(`unknown optimization "${name.slice(0, 64)}"`);
-    }
     if (typeof value !== 'boolean' && value !== undefined) {
       throw configError(`optimizations.${name} must be a boolean`);
     }
@@ -128,7 +125,25 @@ export class TwoPhaseCoordinator {
   private closed = false;
 
   constructor(options: TwoPhaseCoordinatorOptions) {
-    const { coordinatorId, log, participants } = optionsObject(options, 'TwoPhaseCoordinator');
+    const { coordinatorId, log, participants } = knownOptions(options, 'TwoPhaseCoordinator', [
+      'coordinatorId',
+      'log',
+      'participants',
+      'logParticipant',
+      'optimizations',
+      'prepareTimeoutMs',
+      'maxConcurrentTransactions',
+      'transactionTimeoutMs',
+      'commitWaitMs',
+      'retryInitialDelayMs',
+      'retryMaxDelayMs',
+      'abortRetentionMs',
+      'leases',
+      'recoveryLeaseTtlMs',
+      'onHeuristic',
+      'onRecoveryError',
+      'hooks',
+    ]);
     if (typeof coordinatorId !== 'string') throw configError('coordinatorId is required');
     if (log === undefined || log === null) throw configError('log (a DecisionLog) is required');
     const names = Object.keys(participants ?? {});

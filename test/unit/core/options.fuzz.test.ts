@@ -120,6 +120,8 @@ const subjects: Subject[] = [
       participants: { a: new MemoryParticipant({ name: 'a' }) },
     }),
     optional: [
+      'logParticipant',
+      'optimizations',
       'prepareTimeoutMs',
       'maxConcurrentTransactions',
       'transactionTimeoutMs',
@@ -315,16 +317,6 @@ describe('public constructors and factories refuse junk options with CONFIG or I
   }
 });
 
-// Constructors whose files other work is rewriting: they do not refuse unknown keys yet.
-// TODO: drop each name once its constructor calls knownOptions (src/options.ts).
-const UNKNOWN_KEYS_NOT_YET_REFUSED = new Set([
-  'TwoPhaseCoordinator',
-  'MemoryParticipant',
-  'MemoryDecisionLog',
-  'PgParticipant',
-  'PgDecisionLog',
-]);
-
 /** `key` with its last letter's case flipped: one slip of the shift key. */
 function misspelt(key: string): string {
   const last = key.at(-1)!;
@@ -333,7 +325,7 @@ function misspelt(key: string): string {
 }
 
 describe('public constructors and factories refuse unknown option keys with CONFIG', () => {
-  for (const subject of subjects.filter((s) => !UNKNOWN_KEYS_NOT_YET_REFUSED.has(s.name))) {
+  for (const subject of subjects) {
     it(`${subject.name}: a misspelt key names the right one, a foreign key is refused`, async () => {
       const { handler } = subject.base() as { handler?: 'lww' | 'siblings' };
       // A store's options are its own and its handler's: the other handler's are unknown.
@@ -352,17 +344,6 @@ describe('public constructors and factories refuse unknown option keys with CONF
         subject.build({ ...subject.base(), zzzUnknownOption: true } as never),
       );
       expect(foreign).toContain('unknown option "zzzUnknownOption"');
-    });
-  }
-});
-
-describe('constructors listed as not yet refusing unknown keys', () => {
-  for (const subject of subjects.filter((s) => UNKNOWN_KEYS_NOT_YET_REFUSED.has(s.name))) {
-    it(`${subject.name} still accepts a foreign key (else drop it from the list)`, async () => {
-      const refusal = await configRefusal(() =>
-        subject.build({ ...subject.base(), zzzUnknownOption: true } as never),
-      );
-      expect(refusal).toBeUndefined();
     });
   }
 });

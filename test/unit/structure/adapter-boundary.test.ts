@@ -5,17 +5,6 @@ import { importSpecifiers, repoRoot, sourceFiles } from '../../support/import-gr
 
 const KIT = 'src/adapter-kit.ts';
 
-// Adapters that still reach into core modules directly, in files being rewritten elsewhere.
-// TODO: convert each to import from src/adapter-kit.ts, then remove it here; the test fails on
-// any other file that bypasses the kit, and on an entry here that no longer needs to be.
-const NOT_YET_THROUGH_KIT = [
-  'adapters/memory/decision-log.ts',
-  'adapters/memory/participant.ts',
-  'adapters/pg/decision-log.ts',
-  'adapters/pg/participant.ts',
-  'adapters/pg/txn-sql.ts',
-];
-
 /** The core files (src/...) that `file` imports, by repository path. */
 function coreImports(file: string): string[] {
   return importSpecifiers(file)
@@ -30,11 +19,7 @@ describe('adapter boundary', () => {
   );
 
   it('adapters reach the core only through src/adapter-kit.ts', () => {
-    expect(bypassing.filter((file) => !NOT_YET_THROUGH_KIT.includes(file))).toEqual([]);
-  });
-
-  it('lists no exception that already goes through the kit', () => {
-    expect(NOT_YET_THROUGH_KIT.filter((file) => !bypassing.includes(file))).toEqual([]);
+    expect(bypassing).toEqual([]);
   });
 
   it('the kit re-exports core modules only and is no package entry point', () => {
