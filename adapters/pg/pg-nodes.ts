@@ -2,7 +2,12 @@
 // pools Causeway creates for it, and WAL locations as text. Internal except the exported types
 // and LSN helpers, which replica-set.ts re-exports.
 import pg from 'pg';
-import { configError, invalidInput } from '../../src/adapter-kit.js';
+import {
+  configError,
+  invalidInput,
+  type NodeStatus,
+  type Position,
+} from '../../src/adapter-kit.js';
 import { isQueryablePool, type PgQueryablePool } from './sql.js';
 
 /**
@@ -166,3 +171,42 @@ export const REPLICA_CHECK = `SELECT s.system_identifier::text AS stream, pg_is_
   (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS lag_ms
 FROM pg_control_system() s CROSS JOIN pg_control_checkpoint() c
 LEFT JOIN pg_stat_wal_receiver r ON true`;
+
+/**
+ * A replica's lag and health from its check row (`REPLICA_CHECK`), its replay `position` and
+ * the leader's last known position. Lag in time counts only while WAL is pending (received but
+ * not replayed); a replica is too far behind when its time lag exceeds `maxLagMs` unless its
+ * byte lag is at most `maxLagBytes` (GitLab's rule), and unusable outside the leader's history.
+ */
+export function replicaHealth(
+  row: Record<string, unknown>,
+  position: Position,
+  leaderAt: Position | undefined,
+  limits: { readonly maxLagMs: number; readonly maxLagBytes: bigint },
+): { healthy: boolean; lagMs: number | undefined; lagBytes: bigint | undefined } {
+  // Until the leader's history is known, a replica cannot be shown to belong to it.
+  const sameHistory =
+    leaderAt !== undefined &&
+    leaderAt.stream === position.stream &&
+    leaderAt.epoch === position.epoch;
+  const lagBytes = sameHistory ? max0(leaderAt.lsn - position.lsn) : undefined;
+  const receive = row['receive'];
+  const pending = typeof receive === 'string' && parseLsn(receive) > position.lsn;
+  let lagMs: number | undefined;
+  if (!pending || lagBytes === 0n) lagMs = 0;
+  else if (typeof row['lag_ms'] === 'number') lagMs = Math.max(0, Math.round(row['lag_ms']));
+  const tooFarBehind =
+    lagMs !== undefined &&
+    lagMs > limits.maxLagMs &&
+    (lagBytes === undefined || lagBytes > limits.maxLagBytes);
+  return { healthy: sameHistory && !tooFarBehind, lagMs, lagBytes };
+}
+
+function max0(value: bigint): bigint {
+  return value < 0n ? 0n : value;
+}
+
+/** A node that is down or not usable, keeping its last known position for diagnostics. */
+export function withHealth(status: NodeStatus, healthy: boolean): NodeStatus {
+  return status.healthy === healthy ? status : { ...status, healthy };
+}

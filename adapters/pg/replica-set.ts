@@ -17,7 +17,9 @@ import {
   parseLsn,
   REPLICA_CHECK,
   type ResolvedNode,
+  replicaHealth,
   resolveNode,
+  withHealth,
 } from './pg-nodes.js';
 import { nextMark, PositionProbe } from './position-probe.js';
 import { isConnectionLoss } from './replica-errors.js';
@@ -45,11 +47,6 @@ interface NodeState extends ResolvedNode {
   readonly probe: PositionProbe<Position | undefined>;
   /** performance.now() of the connection losses reported since the last successful check. */
   failures: number[];
-}
-
-/** A node that is down or not usable, keeping its last known position for diagnostics. */
-function withHealth(status: NodeStatus, healthy: boolean): NodeStatus {
-  return status.healthy === healthy ? status : { ...status, healthy };
 }
 
 /**
@@ -388,7 +385,7 @@ export class PgReplicaSet implements ReplicaSet {
   }
 
   #updateReplica(node: NodeState, row: Record<string, unknown>, asOf: number): void {
-    const { stream, epoch, replay, receive } = row;
+    const { stream, epoch, replay } = row;
     if (
       typeof stream !== 'string' ||
       typeof epoch !== 'number' ||
@@ -416,25 +413,13 @@ export class PgReplicaSet implements ReplicaSet {
     } else {
       node.positionAsOf = asOf;
     }
-    const leaderAt = this.#leader.status.position;
-    // Until the leader's history is known, a replica cannot be shown to belong to it.
-    const sameHistory =
-      leaderAt !== undefined && leaderAt.stream === stream && leaderAt.epoch === epoch;
-    const lagBytes = sameHistory ? max0(leaderAt.lsn - position.lsn) : undefined;
-    const pending = typeof receive === 'string' && parseLsn(receive) > position.lsn;
-    let lagMs: number | undefined;
-    if (!pending || lagBytes === 0n) lagMs = 0;
-    else if (typeof row['lag_ms'] === 'number') lagMs = Math.max(0, Math.round(row['lag_ms']));
-    const tooFarBehind =
-      lagMs !== undefined &&
-      lagMs > this.#maxLagMs &&
-      (lagBytes === undefined || lagBytes > this.#maxLagBytes);
     this.#update(node, {
       name: node.name,
-      healthy: sameHistory && !tooFarBehind,
       position,
-      lagMs,
-      lagBytes,
+      ...replicaHealth(row, position, this.#leader.status.position, {
+        maxLagMs: this.#maxLagMs,
+        maxLagBytes: this.#maxLagBytes,
+      }),
     });
   }
 
@@ -462,7 +447,4 @@ export class PgReplicaSet implements ReplicaSet {
   #buildSnapshot(): TopologySnapshot {
     return { leader: this.#leader.status, replicas: this.#replicas.map((node) => node.status) };
   }
-}
-function max0(value: bigint): bigint {
-  return value < 0n ? 0n : value;
 }
