@@ -416,3 +416,15 @@ export function recordStoreFailure(span: Span | undefined, error: unknown): void
       error instanceof CausewayError ? error.code : error instanceof Error ? error.name : 'unknown',
   });
 }
+
+/** `core`'s `ConsistencyApi` methods as plain properties, to attach to an adapter's function. */
+export function consistencyApi(core: ConsistencyApi): ConsistencyApi {
+  return {
+    router: core.router,
+    run: (token, fn, options) => core.run(token, fn, options),
+    issue: (state) => core.issue(state),
+    verify: (token) => core.verify(token),
+    sessionForJob: (session) => core.sessionForJob(session),
+    withJobSession: (job, fn, options) => core.withJobSession(job, fn, options),
+  };
+}

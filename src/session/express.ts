@@ -1,6 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CausewayError, configError } from '../errors.js';
-import { type ConsistencyApi, ConsistencyCore, type RequestConsistency } from './exchange.js';
+import {
+  type ConsistencyApi,
+  ConsistencyCore,
+  consistencyApi,
+  type RequestConsistency,
+} from './exchange.js';
 import { appendSetCookie, headerValue, SESSION_HEADER } from './express-http.js';
 import type { ConsistencyOptions } from './express-options.js';
 import { WriteBack } from './express-write-back.js';
@@ -61,7 +66,7 @@ export function consistency(options: ConsistencyOptions): ConsistencyHandler {
 
   const handler = middleware as ConsistencyHandler;
   const extras: Omit<ConsistencyHandler, keyof ConsistencyMiddleware> = {
-    router: core.router,
+    ...consistencyApi(core),
     level(level) {
       const lvl = validateLevel(level, 'level');
       return (req, _res, next) => {
@@ -71,11 +76,6 @@ export function consistency(options: ConsistencyOptions): ConsistencyHandler {
         next();
       };
     },
-    run: (token, fn, runOptions) => core.run(token, fn, runOptions),
-    issue: (state) => core.issue(state),
-    verify: (token) => core.verify(token),
-    sessionForJob: (session) => core.sessionForJob(session),
-    withJobSession: (job, fn, jobOptions) => core.withJobSession(job, fn, jobOptions),
   };
   return Object.assign(handler, extras);
 }

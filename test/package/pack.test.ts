@@ -23,6 +23,11 @@ const repo = join(import.meta.dirname, '..', '..');
 const subpaths = [
   'causeway',
   'causeway/express',
+  'causeway/fastify',
+  'causeway/koa',
+  'causeway/hono',
+  'causeway/fetch',
+  'causeway/nest',
   'causeway/pg',
   'causeway/redis',
   'causeway/memory',
