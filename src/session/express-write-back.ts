@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { trace } from '@opentelemetry/api';
 import type { HeaderSink, RequestExchange } from './exchange.js';
 import { appendSetCookie } from './express-http.js';
@@ -20,7 +20,7 @@ export class WriteBack {
 
   constructor(
     readonly res: HookedResponse,
-    readonly exchange: RequestExchange<IncomingMessage>,
+    readonly exchange: Pick<RequestExchange<unknown>, 'writeBack'>,
   ) {}
 
   /** Hooks the response (no-op once its headers are sent or it is hooked). */

@@ -45,15 +45,17 @@ export interface ConsistencyHandler extends ConsistencyMiddleware, ConsistencyAp
  * token back (header and cookie) just before the response headers go out, only when it changed.
  * Writes made after the headers were sent (a streamed response) are not in that response's token.
  */
-export function consistency(options: ConsistencyOptions): ConsistencyHandler {
-  const core = new ConsistencyCore<IncomingMessage>(options);
+export function consistency<Req extends IncomingMessage = IncomingMessage>(
+  options: ConsistencyOptions<Req>,
+): ConsistencyHandler {
+  const core = new ConsistencyCore<Req>(options);
 
   const middleware: ConsistencyMiddleware = (req, res, next) => {
     const exchange = core.begin({
       header: headerValue(req.headers[SESSION_HEADER]),
       cookie: req.headers.cookie,
       secure: req.secure === true,
-      request: req,
+      request: req as Req,
     });
     if (exchange instanceof CausewayError) return sendRejection(res, core.rejection(exchange));
     req.consistency = exchange;
