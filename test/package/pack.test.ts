@@ -28,6 +28,7 @@ const subpaths = [
   'causeway/hono',
   'causeway/fetch',
   'causeway/nest',
+  'causeway/client',
   'causeway/pg',
   'causeway/redis',
   'causeway/memory',
