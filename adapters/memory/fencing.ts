@@ -4,6 +4,8 @@ import {
   assertFencingToken,
   assertResource,
   type FenceGuard,
+  functionOption,
+  knownOptions,
   type Lease,
   type LeaseManager,
   leaseNotHeld,
@@ -11,8 +13,7 @@ import {
   staleFencingToken,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/fencing/token.js';
-import { functionOption, knownOptions } from '../../src/options.js';
+} from '../../src/adapter-kit.js';
 
 export interface MemoryLeaseManagerOptions {
   /** The clock leases expire by, in epoch milliseconds. Default: `Date.now`. */

@@ -1,8 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { configError, invalidInput } from '../../src/errors.js';
-import { knownOptions, numberOption, stringOption } from '../../src/options.js';
-import { hasReached, type Position } from '../../src/session/position.js';
-import type { NodeStatus, ReplicaSet, TopologySnapshot } from '../../src/session/replica-set.js';
+import {
+  configError,
+  hasReached,
+  invalidInput,
+  knownOptions,
+  type NodeStatus,
+  numberOption,
+  type Position,
+  type ReplicaSet,
+  stringOption,
+  type TopologySnapshot,
+} from '../../src/adapter-kit.js';
 
 export interface MemoryReplicaOptions {
   /** The replica's name. Default `replica-<n>` (1-based). */

@@ -1,10 +1,12 @@
-import { knownOptions, numberOption } from '../../src/options.js';
 import {
+  assertSessionKey,
   assertSessionState,
+  knownOptions,
   mergeSessionStates,
+  numberOption,
   type SessionState,
-} from '../../src/session/context.js';
-import { assertSessionKey, type SessionStore } from '../../src/session/session-store.js';
+  type SessionStore,
+} from '../../src/adapter-kit.js';
 
 export interface MemorySessionStoreOptions {
   /** How long a user's state is kept after its last write. Default 120 000 ms (see `RedisSessionStore`). */

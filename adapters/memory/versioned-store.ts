@@ -1,7 +1,4 @@
-import {
-  AtomicVersionedStore,
-  type VersionedStoreOptions,
-} from '../../src/conflict/versioned-store.js';
+import { AtomicVersionedStore, type VersionedStoreOptions } from '../../src/adapter-kit.js';
 
 export type MemoryVersionedStoreOptions = VersionedStoreOptions;
 

@@ -3,7 +3,9 @@ import {
   type AcquireOptions,
   assertFencingToken,
   assertResource,
+  booleanOption,
   type FenceGuard,
+  knownOptions,
   type Lease,
   type LeaseManager,
   leaseNotHeld,
@@ -11,8 +13,7 @@ import {
   staleFencingToken,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/fencing/token.js';
-import { booleanOption, knownOptions } from '../../src/options.js';
+} from '../../src/adapter-kit.js';
 import {
   connectClient,
   type PgQueryable,

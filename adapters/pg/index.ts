@@ -1,8 +1,52 @@
 // `causeway/pg`: PostgreSQL adapters over the `pg` driver.
-export * from './decision-log.js';
-export * from './fencing.js';
-export * from './participant.js';
-export * from './replica-set.js';
-export * from './replicated-pool.js';
+export {
+  classifySql,
+  DEFAULT_READ_ONLY_FUNCTIONS,
+  type SqlClassification,
+  SqlClassifier,
+  type SqlClassifierOptions,
+} from './classify.js';
+export {
+  DEFAULT_PG_DECISION_TABLE,
+  PgDecisionLog,
+  type PgDecisionLogOptions,
+  pgDecisionLogTableSql,
+} from './decision-log.js';
+export {
+  DEFAULT_PG_FENCE_TABLE,
+  DEFAULT_PG_LEASE_TABLE,
+  type PgFenceCheckOptions,
+  PgFenceGuard,
+  type PgFenceGuardOptions,
+  PgLeaseManager,
+  type PgLeaseManagerOptions,
+  pgFenceTableSql,
+  pgLeaseTableSql,
+} from './fencing.js';
+export { PgParticipant, type PgParticipantOptions } from './participant.js';
+export {
+  formatLsn,
+  type PgNodeOption,
+  PgReplicaSet,
+  type PgReplicaSetOptions,
+  parseLsn,
+} from './replica-set.js';
+export {
+  createReplicatedPool,
+  type PgPool,
+  type PgPoolClient,
+  type PgQueryConfig,
+  type PgQueryResult,
+  type PgSubmittable,
+  type PoolRouteEvent,
+  type PoolRouteReason,
+  ReplicatedPool,
+  type ReplicatedPoolOptions,
+} from './replicated-pool.js';
 export type { PgQueryable, PgQueryableClient, PgQueryablePool, PgRowsResult } from './sql.js';
-export * from './versioned-store.js';
+export {
+  DEFAULT_VERSIONED_STORE_TABLE,
+  PgVersionedStore,
+  type PgVersionedStoreOptions,
+  versionedStoreSql,
+} from './versioned-store.js';

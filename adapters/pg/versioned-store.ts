@@ -1,8 +1,9 @@
 import {
   AtomicVersionedStore,
+  booleanOption,
+  numberOption,
   type VersionedStoreOptions,
-} from '../../src/conflict/versioned-store.js';
-import { booleanOption, numberOption } from '../../src/options.js';
+} from '../../src/adapter-kit.js';
 import {
   connectClient,
   type PgQueryableClient,

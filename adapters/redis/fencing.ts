@@ -1,19 +1,22 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { CausewayError, configError, ErrorCode } from '../../src/errors.js';
 import {
   type AcquireOptions,
   assertFencingToken,
   assertResource,
+  CausewayError,
+  configError,
+  ErrorCode,
   type FenceGuard,
+  knownOptions,
   type Lease,
   type LeaseManager,
   leaseNotHeld,
   resolveAcquireOptions,
   staleFencingToken,
+  stringOption,
   traceFenceCheck,
   traceLeaseAcquire,
-} from '../../src/fencing/token.js';
-import { knownOptions, stringOption } from '../../src/options.js';
+} from '../../src/adapter-kit.js';
 
 /**
  * Fencing on Redis. Every step is one Lua script, so the server runs it without interleaving,

@@ -1,8 +1,15 @@
-import { configError, invalidInput } from '../../src/errors.js';
-import { knownOptions, numberOption, stringOption } from '../../src/options.js';
-import { assertSessionState, type SessionState } from '../../src/session/context.js';
-import type { Position } from '../../src/session/position.js';
-import { assertSessionKey, type SessionStore } from '../../src/session/session-store.js';
+import {
+  assertSessionKey,
+  assertSessionState,
+  configError,
+  invalidInput,
+  knownOptions,
+  numberOption,
+  type Position,
+  type SessionState,
+  type SessionStore,
+  stringOption,
+} from '../../src/adapter-kit.js';
 
 /** The part of an ioredis client this store uses. */
 export interface RedisSessionClient {

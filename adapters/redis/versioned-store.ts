@@ -1,11 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import {
   AtomicVersionedStore,
+  CausewayError,
+  configError,
+  ErrorCode,
+  numberOption,
+  sleep,
+  stringOption,
   type VersionedStoreOptions,
-} from '../../src/conflict/versioned-store.js';
-import { CausewayError, configError, ErrorCode } from '../../src/errors.js';
-import { numberOption, stringOption } from '../../src/options.js';
-import { sleep } from '../../src/util/timers.js';
+} from '../../src/adapter-kit.js';
 import { COMPARE_AND_SET_STATE } from './versioned-store.lua.js';
 
 /** The subset of an ioredis client this store uses. */

@@ -1,6 +1,6 @@
 import { type Span, trace } from '@opentelemetry/api';
 import { CausewayError, configError } from '../errors.js';
-import { Attr, addToCounter, CounterName, EventName } from '../telemetry.js';
+import { Attr, addToCounter, CounterName, EventName, errorType } from '../telemetry.js';
 import { newSessionId, SessionContext, type SessionState, withSession } from './context.js';
 import {
   cookieValue,
@@ -412,8 +412,7 @@ function absorbState(session: SessionContext, state: SessionState): void {
 export function recordStoreFailure(span: Span | undefined, error: unknown): void {
   addToCounter(CounterName.SESSION_STORE_FAILURES);
   span?.addEvent(EventName.STORE_FAILURE, {
-    [Attr.REASON]:
-      error instanceof CausewayError ? error.code : error instanceof Error ? error.name : 'unknown',
+    [Attr.REASON]: errorType(error),
   });
 }
 

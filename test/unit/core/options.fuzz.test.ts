@@ -2,8 +2,9 @@
  * Options objects of every public constructor and factory, fuzzed: whole junk, or a valid
  * object with one or two properties (required or optional) replaced by junk. Each either builds
  * (and is closed again) or throws a `CONFIG` or `INVALID_INPUT` `CausewayError`; never a
- * `TypeError` or anything else. The pg pools and the Redis client are real and never connect:
- * construction does no I/O.
+ * `TypeError` or anything else. Each also refuses, with `CONFIG`, every known key misspelt (naming
+ * the key meant) and a key it does not know at all. The pg pools and the Redis client are real
+ * and never connect: construction does no I/O.
  */
 import fc from 'fast-check';
 import { Redis } from 'ioredis';

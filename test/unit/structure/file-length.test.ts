@@ -1,0 +1,37 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { repoRoot, sourceFiles } from '../../support/import-graph.js';
+
+const MAX_LINES = 450;
+
+// Files over the limit that other work is rewriting or splitting now, and the fencing chaos
+// workload (one 480-line closure: splitting it is a refactor to make with a chaos run to check it).
+// TODO: remove each once it is split by role; the test then keeps it under the limit.
+const KNOWN_LONG = [
+  'adapters/pg/classify.ts',
+  'adapters/pg/replica-set.ts',
+  'adapters/pg/replicated-pool.ts',
+  'src/txn/coordinator.ts',
+  'test/chaos/workloads/fencing.ts',
+  'test/chaos/workloads/two-phase.ts',
+  'test/integration/session/pg-pool.test.ts',
+  'test/unit/txn/coordinator.test.ts',
+];
+
+function lineCount(file: string): number {
+  return readFileSync(join(repoRoot, file), 'utf8').split('\n').length - 1;
+}
+
+describe('file length', () => {
+  const files = ['src', 'adapters', 'test', 'bench', 'examples'].flatMap(sourceFiles);
+  const long = files.filter((file) => lineCount(file) > MAX_LINES);
+
+  it(`no TypeScript file is over ${MAX_LINES} lines beyond the known exceptions`, () => {
+    expect(long.filter((file) => !KNOWN_LONG.includes(file))).toEqual([]);
+  });
+
+  it('lists no exception that is already short enough', () => {
+    expect(KNOWN_LONG.filter((file) => !long.includes(file))).toEqual([]);
+  });
+});
