@@ -18,8 +18,6 @@ import {
 } from '../session/context.js';
 import type { ConsistencyLevel } from '../session/level.js';
 import type { Position } from '../session/position.js';
-import type { SessionTokens } from '../session/token.js';
-import { checkToken } from '../session/token.js';
 
 /** The header (and propagation field) carrying the session token, as the middleware reads it. */
 const FIELD = 'causeway-session';
