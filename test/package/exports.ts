@@ -208,6 +208,17 @@ export const EXPORTS: Readonly<Record<string, { values: string[]; types: string[
       'TokenStorage',
     ],
   },
+  'causeway/bullmq': {
+    values: ['JOB_DELAYS_FIELD', 'JOB_POLICY_FIELD', 'bullmqConsistency'],
+    types: [
+      'BullJobLike',
+      'BullMQConsistency',
+      'DataConsistency',
+      'JobConsistencyFields',
+      'JobConsistencyOptions',
+      'JobTokens',
+    ],
+  },
   'causeway/pg': {
     values: [
       'DEFAULT_PG_DECISION_TABLE',
