@@ -159,6 +159,7 @@ export const EXPORTS: Readonly<Record<string, { values: string[]; types: string[
       'ConsistencyApi',
       'KoaConsistency',
       'KoaConsistencyOptions',
+      'KoaContextLike',
       'RequestConsistency',
       'RunResult',
     ],
