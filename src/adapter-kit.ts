@@ -35,7 +35,7 @@ export {
   type SessionContext,
   type SessionState,
 } from './session/context.js';
-export type { ConsistencyLevel } from './session/level.js';
+export { type ConsistencyLevel, levelName, validateLevel } from './session/level.js';
 export { comparePositions, hasReached, type Position } from './session/position.js';
 export type { NodeStatus, ReplicaSet, TopologySnapshot } from './session/replica-set.js';
 export type { RouteReason } from './session/route-decision.js';

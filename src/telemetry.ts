@@ -87,10 +87,14 @@ export function getTracer() {
 // The metrics API has no proxy provider, so counters are re-created when the global provider
 // changes (an SDK registered after import) and cached otherwise: one identity check per add.
 let counterProvider: MeterProvider | undefined;
-let counters = new Map<CounterName, Counter>();
+let counters = new Map<CounterName | NearCacheCounterName, Counter>();
 
 /** Adds `value` (default 1) to one of Causeway's counters. */
-export function addToCounter(name: CounterName, attributes?: Attributes, value = 1): void {
+export function addToCounter(
+  name: CounterName | NearCacheCounterName,
+  attributes?: Attributes,
+  value = 1,
+): void {
   const provider = metrics.getMeterProvider();
   if (provider !== counterProvider) {
     counterProvider = provider;
@@ -98,9 +102,12 @@ export function addToCounter(name: CounterName, attributes?: Attributes, value =
   }
   let counter = counters.get(name);
   if (counter === undefined) {
-    counter = provider
-      .getMeter(INSTRUMENTATION_NAME)
-      .createCounter(name, { description: COUNTER_DESCRIPTIONS[name] });
+    counter = provider.getMeter(INSTRUMENTATION_NAME).createCounter(name, {
+      description:
+        name in COUNTER_DESCRIPTIONS
+          ? COUNTER_DESCRIPTIONS[name as CounterName]
+          : NEAR_CACHE_COUNTER_DESCRIPTIONS[name as NearCacheCounterName],
+    });
     counters.set(name, counter);
   }
   counter.add(value, attributes);
@@ -111,7 +118,7 @@ export function addToCounter(name: CounterName, attributes?: Attributes, value =
  * and ends the span on every path. The error is rethrown unchanged.
  */
 export async function withSpan<T>(
-  name: SpanName,
+  name: SpanName | NearCacheSpanName,
   attributes: Attributes,
   fn: (span: Span) => Promise<T> | T,
 ): Promise<T> {
@@ -144,3 +151,47 @@ export function recordError(span: Span, error: unknown): void {
     span.setStatus({ code: SpanStatusCode.ERROR, message: String(error) });
   }
 }
+
+// Near cache (`causeway/pg`, adapters/pg/near-cache): its names, in one block.
+
+export const NearCacheSpanName = {
+  /** A snapshot: slot created, tables loaded, stream started (attributes: rows, position). */
+  SNAPSHOT: 'causeway.near_cache.snapshot',
+  /** A background check of the slot and the primary's history (carries the position event). */
+  SLOT_CHECK: 'causeway.near_cache.slot_check',
+} as const;
+export type NearCacheSpanName = (typeof NearCacheSpanName)[keyof typeof NearCacheSpanName];
+
+export const NearCacheEventName = {
+  /** One read: `causeway.target` (near-cache, replica, leader) and `causeway.reason`. */
+  READ: 'causeway.near_cache.read',
+  /** The cache stopped answering from memory (`causeway.reason`). */
+  STALE: 'causeway.near_cache.stale',
+  /** A slot check: the cache's position and lag (`causeway.lag` bytes). */
+  POSITION: 'causeway.near_cache.position',
+} as const;
+
+export const NearCacheAttr = {
+  /** The cache's position as `epoch/lsn` text, the lsn in hexadecimal (e.g. `1/16b374d8`). */
+  POSITION: 'causeway.near_cache.position',
+  ROWS: 'causeway.near_cache.rows',
+} as const;
+
+export const NearCacheCounterName = {
+  /** Near-cache reads by `causeway.target` and `causeway.reason` (hits and misses). */
+  READS: 'causeway.near_cache.reads',
+  /** Transactions applied from the replication stream. */
+  COMMITS: 'causeway.near_cache.commits',
+  /** Times the cache went stale, by `causeway.reason`. */
+  STALE: 'causeway.near_cache.stale',
+  /** Snapshots loaded (the first one and every re-snapshot). */
+  SNAPSHOTS: 'causeway.near_cache.snapshots',
+} as const;
+export type NearCacheCounterName = (typeof NearCacheCounterName)[keyof typeof NearCacheCounterName];
+
+const NEAR_CACHE_COUNTER_DESCRIPTIONS: Readonly<Record<NearCacheCounterName, string>> = {
+  'causeway.near_cache.reads': 'Near-cache reads by where they were answered and why',
+  'causeway.near_cache.commits': 'Transactions the near cache applied from the stream',
+  'causeway.near_cache.stale': 'Times the near cache went stale, by reason',
+  'causeway.near_cache.snapshots': 'Snapshots the near cache loaded',
+};

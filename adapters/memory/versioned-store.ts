@@ -1,6 +1,13 @@
-import { AtomicVersionedStore, type VersionedStoreOptions } from '../../src/adapter-kit.js';
+import {
+  AtomicVersionedStore,
+  functionOption,
+  type VersionedStoreOptions,
+} from '../../src/adapter-kit.js';
 
-export type MemoryVersionedStoreOptions = VersionedStoreOptions;
+export type MemoryVersionedStoreOptions = VersionedStoreOptions & {
+  /** The storage's clock, ms since the epoch (LWW writers ahead of it are refused). Default: `Date.now`. */
+  readonly storageClock?: () => number;
+};
 
 /**
  * An in-process `VersionedStore` (tests, single-process services, a local replica for
@@ -10,9 +17,15 @@ export type MemoryVersionedStoreOptions = VersionedStoreOptions;
  */
 export class MemoryVersionedStore<T> extends AtomicVersionedStore<T> {
   readonly #states = new Map<string, string>();
+  readonly #storageClock: () => number;
 
   constructor(options: MemoryVersionedStoreOptions) {
-    super(options, 'MemoryVersionedStore');
+    super(options, 'MemoryVersionedStore', ['storageClock']);
+    this.#storageClock = functionOption(
+      'MemoryVersionedStore: storageClock',
+      options.storageClock,
+      Date.now,
+    );
   }
 
   protected async load(key: string): Promise<string | undefined> {
@@ -21,9 +34,9 @@ export class MemoryVersionedStore<T> extends AtomicVersionedStore<T> {
 
   protected async update<R extends { readonly state: string | undefined }>(
     key: string,
-    change: (current: string | undefined) => R,
+    change: (current: string | undefined, storageNow: number) => R,
   ): Promise<R> {
-    const result = change(this.#states.get(key));
+    const result = change(this.#states.get(key), this.#storageClock());
     if (result.state === undefined) this.#states.delete(key);
     else this.#states.set(key, result.state);
     return result;

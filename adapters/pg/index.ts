@@ -1,11 +1,11 @@
 // `causeway/pg`: PostgreSQL adapters over the `pg` driver.
 export {
   classifySql,
-  DEFAULT_READ_ONLY_FUNCTIONS,
+  PRIMARY_ONLY_FUNCTIONS,
   type SqlClassification,
   SqlClassifier,
   type SqlClassifierOptions,
-} from './classify.js';
+} from './classify/index.js';
 export {
   DEFAULT_PG_DECISION_TABLE,
   PgDecisionLog,
@@ -23,6 +23,19 @@ export {
   pgFenceTableSql,
   pgLeaseTableSql,
 } from './fencing.js';
+export {
+  type CachedRow,
+  NearCache,
+  type NearCacheAnswer,
+  type NearCacheKey,
+  type NearCacheOptions,
+  type NearCacheReason,
+  type NearCacheStaleReason,
+  type NearCacheState,
+  type NearCacheStatus,
+  type NearCacheTable,
+  type NearCacheTableOption,
+} from './near-cache/index.js';
 export { PgParticipant, type PgParticipantOptions } from './participant.js';
 export {
   formatLsn,

@@ -7,6 +7,7 @@ import type {
   PreparedBranch,
   PreparedInfo,
 } from '../../src/txn/participant.js';
+import { unpreparableReason } from './classify/index.js';
 import {
   connectClient,
   type PgQueryableClient,
@@ -34,46 +35,16 @@ const HALF_XID_SPACE = 2n ** 31n;
 const UNDEFINED_OBJECT = '42704';
 
 /**
- * Statements PostgreSQL cannot prepare (or that would outlive the branch on a pooled
- * connection), found in the text with comments and literals blanked out first.
+ * Rejects, before it is sent, a statement that would make the branch unpreparable or end its
+ * transaction early (found by PostgreSQL's own parser, whatever the quoting).
  */
-const UNPREPARABLE: readonly { pattern: RegExp; what: string }[] = [
-  { pattern: /\bCREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?\b/i, what: 'temporary tables' },
-  { pattern: /\bINTO\s+TEMP(?:ORARY)?\b/i, what: 'temporary tables' },
-  { pattern: /(?:^|;)\s*(?:LISTEN|UNLISTEN|NOTIFY)\b/i, what: 'LISTEN/UNLISTEN/NOTIFY' },
-  { pattern: /\bpg_notify\s*\(/i, what: 'NOTIFY (pg_notify)' },
-  { pattern: /\bWITH\s+HOLD\b/i, what: 'WITH HOLD cursors' },
-  {
-    pattern: /\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i,
-    what: 'session-level advisory locks (use pg_advisory_xact_lock)',
-  },
-];
-
-/** Blanks comments, string literals, quoted identifiers and dollar-quoted bodies. */
-function codeOnly(text: string): string {
-  return text.replace(
-    /--[^\n]*|\/\*[\s\S]*?\*\/|'(?:[^']|'')*'|"(?:[^"]|"")*"|(\$[A-Za-z_0-9]*\$)[\s\S]*?\1/g,
-    ' ',
-  );
-}
-
-/**
- * A word every `UNPREPARABLE` pattern contains: text without one needs no closer look (blanking
- * comments and literals only removes words), which spares ordinary statements the scan.
- */
-const SUSPECT = /temp|listen|notify|hold|advisory/i;
-
-/** Rejects, before it is sent, a statement that would make the branch unpreparable. */
-export function assertPreparable(text: string): void {
-  if (!SUSPECT.test(text)) return;
-  const code = codeOnly(text);
-  for (const { pattern, what } of UNPREPARABLE) {
-    if (pattern.test(code)) {
-      throw invalidInput(
-        `PostgreSQL cannot PREPARE a transaction that uses ${what}; ` +
-          'run this statement outside the distributed transaction',
-      );
-    }
+export async function assertPreparable(text: string): Promise<void> {
+  const problem = await unpreparableReason(text);
+  if (problem !== undefined) {
+    throw invalidInput(
+      `PostgreSQL cannot PREPARE a transaction that uses ${problem}; ` +
+        'run this statement outside the distributed transaction',
+    );
   }
 }
 
@@ -224,7 +195,7 @@ class PgBranch implements ParticipantBranch {
     values?: readonly unknown[],
   ): Promise<ParticipantQueryResult<Row>> {
     const client = this.open();
-    assertPreparable(text);
+    await assertPreparable(text);
     const result = single(await client.query(text, values === undefined ? undefined : [...values]));
     return { rows: result.rows as Row[], rowCount: result.rowCount ?? null };
   }

@@ -15,7 +15,7 @@ import { connectClient, type PgQueryable, type PgQueryablePool } from './sql.js'
 
 export {
   classifySql,
-  DEFAULT_READ_ONLY_FUNCTIONS,
+  PRIMARY_ONLY_FUNCTIONS,
   type SqlClassification,
   SqlClassifier,
   type SqlClassifierOptions,
@@ -248,6 +248,7 @@ export class ReplicatedPool extends EventEmitter {
     }
     this.#leaderName = this.replicaSet.snapshot().leader.name;
     this.#primary = this.replicaSet.pool(this.#leaderName) as PgPool;
+    this.#classifier.useCatalog((sql) => this.#primary.query(sql));
     this.router =
       options.router ??
       new Router({

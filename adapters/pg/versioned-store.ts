@@ -96,7 +96,7 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
 
   protected async update<R extends { readonly state: string | undefined }>(
     key: string,
-    change: (current: string | undefined) => R,
+    change: (current: string | undefined, storageNow: number) => R,
   ): Promise<R> {
     await this.#creator.ensure();
     for (let attempt = 0; ; attempt++) {
@@ -110,7 +110,7 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
 
   async #updateOnce<R extends { readonly state: string | undefined }>(
     key: string,
-    change: (current: string | undefined) => R,
+    change: (current: string | undefined, storageNow: number) => R,
   ): Promise<R> {
     const client = await connectClient(this.#pool);
     let broken: Error | undefined;
@@ -121,8 +121,8 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
         throw error;
       });
       try {
-        const current = await this.#lockRow(client, key);
-        const result = change(current);
+        const { state, storageNow } = await this.#lockRow(client, key);
+        const result = change(state, storageNow);
         if (result.state === undefined) {
           await client.query(`DELETE FROM ${this.#table} WHERE key = $1`, [key]);
         } else {
@@ -149,15 +149,24 @@ export class PgVersionedStore<T> extends AtomicVersionedStore<T> {
    * Locks the key's row, creating it (with a `NULL` state) when missing so that there is a row
    * to lock, and returns its state. Under READ COMMITTED each statement sees rows committed
    * while it waited, so a concurrent creator's row is found by the next SELECT; a loop covers
-   * the row being purged in between.
+   * the row being purged in between. The database's clock comes with the row, read once the
+   * lock is held.
    */
-  async #lockRow(client: PgQueryableClient, key: string): Promise<string | undefined> {
-    const lockSql = `SELECT state FROM ${this.#table} WHERE key = $1 FOR UPDATE`;
+  async #lockRow(
+    client: PgQueryableClient,
+    key: string,
+  ): Promise<{ state: string | undefined; storageNow: number }> {
+    const lockSql = `SELECT state, (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now
+      FROM ${this.#table} WHERE key = $1 FOR UPDATE`;
     for (let attempt = 0; attempt < 3; attempt++) {
       const { rows } = await client.query(lockSql, [key]);
-      if (rows.length > 0) {
-        const state = rows[0]?.['state'];
-        return typeof state === 'string' ? state : undefined;
+      const row = rows[0];
+      if (row !== undefined) {
+        const state = row['state'];
+        return {
+          state: typeof state === 'string' ? state : undefined,
+          storageNow: Number(row['now']),
+        };
       }
       await client.query(
         `INSERT INTO ${this.#table} (key, state) VALUES ($1, NULL) ON CONFLICT (key) DO NOTHING`,

@@ -14,6 +14,7 @@ import { COMPARE_AND_SET_STATE } from './versioned-store.lua.js';
 /** The subset of an ioredis client this store uses. */
 export interface RedisVersionedStoreClient {
   hmget(key: string, ...fields: string[]): Promise<Array<string | null>>;
+  time(): Promise<unknown[]>;
   evalsha(sha: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
   eval(script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
 }
@@ -76,18 +77,31 @@ export class RedisVersionedStore<T> extends AtomicVersionedStore<T> {
     return { state: state ?? undefined, version: version ?? '' };
   }
 
+  /** The server's clock (`TIME`) in milliseconds since the epoch. */
+  async #serverTime(): Promise<number> {
+    const [seconds, microseconds] = (await this.#redis.time()) as [
+      string | number,
+      string | number,
+    ];
+    return Number(seconds) * 1000 + Number(microseconds) / 1000;
+  }
+
   protected async load(key: string): Promise<string | undefined> {
     return (await this.#read(key)).state;
   }
 
   protected async update<R extends { readonly state: string | undefined }>(
     key: string,
-    change: (current: string | undefined) => R,
+    change: (current: string | undefined, storageNow: number) => R,
   ): Promise<R> {
     for (let attempt = 0; attempt < this.#maxAttempts; attempt++) {
       if (attempt > 0) await sleep(Math.random() * Math.min(50, 2 ** attempt));
-      const { state, version } = await this.#read(key);
-      const result = change(state);
+      // Sent together, without waiting for the first reply: one round trip for both.
+      const [{ state, version }, storageNow] = await Promise.all([
+        this.#read(key),
+        this.#serverTime(),
+      ]);
+      const result = change(state, storageNow);
       if (await this.#compareAndSet(key, version, result.state)) return result;
     }
     throw new CausewayError(

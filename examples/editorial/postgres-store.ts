@@ -8,6 +8,7 @@ import pg from 'pg';
 import {
   createReplicatedPool,
   formatLsn,
+  NearCache,
   PgDecisionLog,
   PgFenceGuard,
   PgLeaseManager,
@@ -16,7 +17,7 @@ import {
   parseLsn,
 } from '../../adapters/pg/index.js';
 import { RedisSessionStore, RedisVersionedStore } from '../../adapters/redis/index.js';
-import type { TransactionBranch } from '../../src/index.js';
+import { currentSession, type TransactionBranch } from '../../src/index.js';
 import {
   type AccountDatabase,
   type Article,
@@ -146,6 +147,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     permissions: permissionsPool,
   };
 
+  // Article pages from the near cache (opened once the schema exists): in a session, from memory
+  // when it has applied the session's floors (an editor's preview waits for the edit, briefly).
+  // Outside a session ("Causeway off") reads stay on the replicas, to show what goes wrong.
+  let nearCache: NearCache | undefined;
+
   async function routedRow(text: string, values: unknown[]): Promise<Record<string, unknown>> {
     const { rows } = await pool.query(text, values);
     return rows[0] as Record<string, unknown>;
@@ -172,6 +178,13 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return rows[0] as Article;
     },
     async getArticle(slug) {
+      if (nearCache !== undefined && currentSession() !== undefined) {
+        const answer = await nearCache.table<ArticleRow>('editorial_articles').get(slug);
+        return {
+          value: answer.value && articleOf(answer.value),
+          servedBy: { node: answer.node, replica: answer.source !== 'leader' },
+        };
+      }
       const row = await routedRow(
         `SELECT ${SERVED_PORT},
            (SELECT row_to_json(a) FROM (SELECT ${ARTICLE_COLUMNS}
@@ -331,6 +344,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     },
 
     async close() {
+      await nearCache?.close();
       await pool.end();
       await Promise.all([primaryPool.end(), permissionsPool.end()]);
       await redis.quit().catch(() => redis.disconnect());
@@ -354,6 +368,15 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     await createSchema(primaryPool, PRIMARY_SCHEMA);
     await createSchema(permissionsPool, PERMISSIONS_SCHEMA);
     await pool.replicaSet.refresh();
+    nearCache = await NearCache.open({
+      primary: options.primaryUrl,
+      pool,
+      tables: ['editorial_articles'],
+    }).catch((error: unknown) => {
+      // E.g. a primary without wal_level = logical: the pages are read from the replicas.
+      console.warn(`near cache off: ${error instanceof Error ? error.message : String(error)}`);
+      return undefined;
+    });
     const { behind } = await store.waitForReplicas(replicaNames.length, 30_000);
     if (behind.length > 0)
       throw new Error(`replicas not streaming the schema: ${behind.join(', ')}`);
@@ -362,6 +385,28 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     throw error;
   }
   return store;
+}
+
+/** A row of editorial_articles as the near cache holds it. */
+interface ArticleRow {
+  slug: string;
+  title: string;
+  body: string;
+  version: number;
+  updated_by: string;
+  updated_at: Date;
+}
+
+function articleOf(row: ArticleRow): Article {
+  const { slug, title, body, version } = row;
+  return {
+    slug,
+    title,
+    body,
+    version,
+    updatedBy: row.updated_by,
+    updatedAt: row.updated_at.toISOString(),
+  };
 }
 
 /** Runs the DDL in one transaction, serialised across processes by an advisory lock. */

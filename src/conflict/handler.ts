@@ -1,6 +1,7 @@
 import { configError } from '../errors.js';
 import { knownOptions, optionsObject } from '../options.js';
 import {
+  checkWriterClock,
   decodeLwwWinner,
   encodeLwwWinner,
   isPurgeable,
@@ -47,6 +48,12 @@ export interface ConflictHandler<T> {
    * outlive the last version so that a merge cannot bring deleted values back.
    */
   purgeable(state: string): boolean;
+  /**
+   * Refuses (`CLOCK_DRIFT`) a write stamped by a clock more than its `maxOffsetMs` ahead of the
+   * storage's clock, `storageNowMs`. Stores call it before an LWW write; `Siblings` stamp no
+   * time, so theirs does nothing.
+   */
+  checkClock(storageNowMs: number): void;
 }
 
 /** Options shared by every store: which handler, and that handler's options. */
@@ -105,6 +112,7 @@ function siblingsHandler<T>(maxSiblings: number): ConflictHandler<T> {
       result(writeCore<T>(load(state), undefined, true, options, maxSiblings)),
     merge: (state, remote) => result(mergeCores(load(state), decodeSiblingsCore<T>(remote))),
     purgeable: () => false,
+    checkClock: () => {},
   };
 }
 
@@ -125,5 +133,6 @@ function lwwHandler<T>(options: LwwOptions): ConflictHandler<T> {
       result(lwwWrite<T>(load(state), undefined, true, writeOptions, clock)),
     merge: (state, remote) => result(joinWinners(load(state), decodeLwwWinner<T>(remote), clock)),
     purgeable: (state) => isPurgeable(decodeLwwWinner<T>(state), clock, tombstoneGraceMs),
+    checkClock: (storageNowMs) => checkWriterClock(clock, storageNowMs),
   };
 }

@@ -66,9 +66,12 @@ export interface LwwWinner<T> {
  * A local write is stamped after everything the register holds and after the `context` passed
  * with it (the encoded winning write of the read it is based on, or `''`), so a read-then-write
  * always wins over what was read, even when that read came from a replica whose clock is ahead.
- * A remote timestamp further ahead of the physical clock than the clock's `maxOffsetMs` is
- * refused with `CLOCK_DRIFT` (by `merge`, `apply` and a write with such a context) and changes
- * nothing.
+ * Neither is taken into the writer's clock, and neither can make a local write fail: a
+ * timestamp stored by a fast clock elsewhere must not lock the key for writers whose clocks are
+ * right (the write is then stamped just after it). A remote write (`merge`, `apply`) further
+ * ahead of the physical clock than the clock's `maxOffsetMs` is refused with `CLOCK_DRIFT` and
+ * changes nothing; versioned stores also refuse a writer whose own clock is that far ahead of
+ * the storage's (`checkWriterClock`).
  *
  * Delivering a write already held is a no-op; the same (timestamp, id) with different contents
  * is `CONFLICTING_WRITE`.
@@ -202,12 +205,47 @@ export function lwwWrite<T>(
 ): LwwWinner<T> {
   assertWriteOptions(options);
   const read = decodeLwwContext(options.context);
-  // Receiving what the writer read refuses a drifted context before anything changes.
-  if (read !== undefined) clock.receive(read);
-  const ts = current === undefined ? clock.now() : clock.receive(current.ts);
+  const ts = stampAfter(clock, [current?.ts, read]);
   const base = { ts: ts.encode(), id: uuidv7(), actor: options.actor };
   const write: LwwWrite<T> = deleted ? { ...base, deleted: true } : { ...base, value: value as T };
   return { write, ts };
+}
+
+/**
+ * The clock's next timestamp, or, when something it must follow is at or past it, the
+ * timestamp just after that one (with the clock's node id), leaving the clock where it is.
+ */
+function stampAfter(
+  clock: HybridLogicalClock,
+  follows: readonly (HlcTimestamp | undefined)[],
+): HlcTimestamp {
+  const now = clock.now();
+  let latest: HlcTimestamp | undefined;
+  for (const ts of follows)
+    if (ts !== undefined && (latest === undefined || ts.compare(latest) > 0)) latest = ts;
+  if (latest === undefined || now.compare(latest) > 0) return now;
+  return latest.logical < MAX_LOGICAL
+    ? new HlcTimestamp(latest.wallTime, latest.logical + 1, clock.nodeId)
+    : new HlcTimestamp(latest.wallTime + 1, 0, clock.nodeId);
+}
+
+/** The largest logical counter of an HLC timestamp (2^32 - 1). */
+const MAX_LOGICAL = 0xffff_ffff;
+
+/**
+ * Refuses, with `CLOCK_DRIFT`, a writer whose clock is more than its `maxOffsetMs` ahead of
+ * `storageNowMs`, the storage's own clock (PostgreSQL's `clock_timestamp()`, Redis `TIME`): its
+ * timestamps would win over every correctly-clocked writer's until real time caught up.
+ */
+export function checkWriterClock(clock: HybridLogicalClock, storageNowMs: number): void {
+  const offsetMs = clock.now().wallTime - Math.floor(storageNowMs);
+  if (offsetMs > clock.maxOffsetMs) {
+    throw new CausewayError(
+      ErrorCode.CLOCK_DRIFT,
+      "the writer's clock is too far ahead of the storage's clock",
+      { details: { offsetMs, maxOffsetMs: clock.maxOffsetMs } },
+    );
+  }
 }
 
 /** The join: the greater (timestamp, id) wins; equal identities must carry equal writes. */

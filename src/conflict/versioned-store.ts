@@ -69,17 +69,24 @@ export abstract class AtomicVersionedStore<T> implements VersionedStore<T> {
   protected abstract load(key: string): Promise<string | undefined>;
 
   /**
-   * Atomically replaces the state of `key` with `change(current).state` (removes the key when
-   * that is `undefined`) and resolves to what `change` returned. `change` is pure and may run
-   * more than once (optimistic retries); if it throws, nothing is stored and the error
-   * propagates.
+   * Atomically replaces the state of `key` with `change(current, storageNow).state` (removes the
+   * key when that is `undefined`) and resolves to what `change` returned. `storageNow` is the
+   * storage's clock in milliseconds since the epoch (PostgreSQL `clock_timestamp()`, Redis
+   * `TIME`), read in the same round trip as `current`: an LWW writer whose clock is further ahead
+   * than `maxOffsetMs` is refused against it. `change` is pure and may run more than once
+   * (optimistic retries); if it throws, nothing is stored and the error propagates.
    */
   protected abstract update<R extends { readonly state: string | undefined }>(
     key: string,
-    change: (current: string | undefined) => R,
+    change: (current: string | undefined, storageNow: number) => R,
   ): Promise<R>;
 
   abstract close(): Promise<void>;
+
+  /** Before an LWW write: the writer's clock against the storage's. */
+  #checkWriterClock(storageNow: number): void {
+    if (this.handler.name === 'lww') this.handler.checkClock(storageNow);
+  }
 
   async get(key: string): Promise<VersionedValue<T>> {
     assertKey(key);
@@ -89,13 +96,19 @@ export abstract class AtomicVersionedStore<T> implements VersionedStore<T> {
   async put(key: string, value: T, options: WriteOptions): Promise<VersionedValue<T>> {
     assertKey(key);
     assertJsonValue(value);
-    const { view } = await this.update(key, (state) => this.handler.put(state, value, options));
+    const { view } = await this.update(key, (state, storageNow) => {
+      this.#checkWriterClock(storageNow);
+      return this.handler.put(state, value, options);
+    });
     return view;
   }
 
   async delete(key: string, options: WriteOptions): Promise<VersionedValue<T>> {
     assertKey(key);
-    const { view } = await this.update(key, (state) => this.handler.delete(state, options));
+    const { view } = await this.update(key, (state, storageNow) => {
+      this.#checkWriterClock(storageNow);
+      return this.handler.delete(state, options);
+    });
     return view;
   }
 

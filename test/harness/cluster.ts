@@ -42,8 +42,10 @@ const PG_SETTINGS: Record<string, string | number> = {
   listen_addresses: "'127.0.0.1'",
   max_connections: 200,
   max_prepared_transactions: 20,
-  wal_level: 'replica',
-  max_wal_senders: 10,
+  // Logical, for the near cache's replication slots (streaming replicas work the same).
+  wal_level: 'logical',
+  max_wal_senders: 20,
+  max_replication_slots: 20,
   wal_keep_size: '256MB',
   hot_standby: 'on',
   hot_standby_feedback: 'on',

@@ -1,8 +1,8 @@
 /**
  * Proves the published shape: build, `npm pack`, `npm install` the tarball into a consumer
- * project (offline: the package has no dependencies and peers are not installed), then import
- * every subpath export from JavaScript, run the `bin` through the link npm made, and type-check
- * a TypeScript consumer against the declarations. Peer dependencies resolve from this
+ * project (offline: its one dependency, libpg-query, comes from npm's cache, and peers are not
+ * installed), then import every subpath export from JavaScript, run the `bin` through the link
+ * npm made, and type-check a TypeScript consumer against the declarations. Peer dependencies resolve from this
  * repository's node_modules (the consumer lives below it), as they would from a user's project.
  */
 import { execFileSync } from 'node:child_process';
@@ -209,7 +209,11 @@ const server = app.listen(0, '127.0.0.1', () => {
         .filter((symbol) => {
           const target =
             symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
-          return (target.flags & ts.SymbolFlags.Value) === 0;
+          // A class re-exported with `export type` is a type to consumers.
+          const typeOnly = symbol.declarations?.some(
+            (d) => ts.isExportSpecifier(d) && (d.isTypeOnly || d.parent.parent.isTypeOnly),
+          );
+          return (target.flags & ts.SymbolFlags.Value) === 0 || typeOnly;
         })
         .map((symbol) => symbol.name)
         .sort();

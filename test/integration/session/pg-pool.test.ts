@@ -5,6 +5,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqlClassifier } from '../../../adapters/pg/classify/index.js';
 import { PgReplicaSet } from '../../../adapters/pg/replica-set.js';
 import {
   createReplicatedPool,
@@ -26,6 +27,9 @@ const express4 = createRequire(import.meta.url)('express4') as typeof express;
 
 let direct: pg.Pool;
 const pools: ReplicatedPool[] = [];
+// One classifier for every pool of the file, its catalog loaded before the first test: a new
+// pool's own would send calls and operators to the primary until its catalog has loaded.
+const classifier = new SqlClassifier();
 
 /** A routed pool over the primary and the given replicas, recording its route events. */
 function routedPool(
@@ -41,6 +45,7 @@ function routedPool(
     // A check slower than the default 100 ms would mark a replica down for a second; on a
     // loaded CI machine that happens, and tests asserting a replica target would flake.
     replicaSetOptions: { checkTimeoutMs: 2000, connectTimeoutMs: 10_000 },
+    classifier,
     ...extra,
   });
   pool.on('error', () => {});
@@ -76,6 +81,8 @@ async function beforeLaggingApplies<T>(attempt: () => Promise<T>): Promise<T> {
 
 beforeAll(async () => {
   direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
+  classifier.useCatalog((sql) => direct.query(sql));
+  await classifier.ready();
   await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
   // Every replica must have the table before a test reads it there.
   const { pool } = routedPool({ replica: env.replicaUrl, lagging: env.laggingReplicaUrl });

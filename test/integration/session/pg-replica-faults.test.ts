@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqlClassifier, type SqlClassifierOptions } from '../../../adapters/pg/classify/index.js';
 import {
   createReplicatedPool,
   type PoolRouteEvent,
@@ -34,11 +35,20 @@ beforeAll(async () => {
     primary: { config: { connectionString: primary.url } },
     replicas: [{ name: 'replica', config: { connectionString: replica.url } }],
     replicaSetOptions: { pollIntervalMs: 0, checkTimeoutMs: 2000 },
+    classifier: await readyClassifier(),
   });
   pool.on('route', (event: PoolRouteEvent) => events.push(event));
   const created = await pool.replicaSet.writePosition();
   expect(await pool.replicaSet.waitFor('replica', created!, 20_000)).toBe(true);
 }, 120_000);
+
+/** A classifier with the primary's catalog loaded, so that the first reads can be routed. */
+async function readyClassifier(options: SqlClassifierOptions = {}): Promise<SqlClassifier> {
+  const classifier = new SqlClassifier(options);
+  classifier.useCatalog((sql) => direct.query(sql));
+  await classifier.ready();
+  return classifier;
+}
 
 afterAll(async () => {
   await pool?.end();
@@ -92,7 +102,7 @@ describe('a replica that crashes during a routed read (private cluster)', () => 
     const slow = createReplicatedPool({
       primary: { config: { connectionString: primary.url } },
       replicas: [{ name: 'replica', config: { connectionString: replica.url } }],
-      classifier: { readOnlyFunctions: ['pg_sleep', 'pg_is_in_recovery'] },
+      classifier: await readyClassifier({ readOnlyFunctions: ['pg_sleep', 'pg_is_in_recovery'] }),
       replicaSetOptions: { pollIntervalMs: 0, checkTimeoutMs: 2000 },
     });
     const seen: PoolRouteEvent[] = [];

@@ -99,10 +99,29 @@ describe('LwwRegister', () => {
     register.put('now', { actor: 'h' });
     const before = register.encode();
     expect(codeOf(() => register.merge(future))).toBe(ErrorCode.CLOCK_DRIFT);
-    expect(codeOf(() => register.put('x', { context: future.read().context, actor: 'h' }))).toBe(
-      ErrorCode.CLOCK_DRIFT,
-    );
+    expect(codeOf(() => register.apply(future.write!))).toBe(ErrorCode.CLOCK_DRIFT);
     expect(register.encode()).toBe(before);
+  });
+
+  it('a timestamp from a fast clock locks no key: later writes are stamped just after it', () => {
+    const { time, read } = manualTime();
+    const fast = new LwwRegister<string>({ clock: clockAt('fast', () => read() + 600_000) });
+    fast.put('from a clock 10 minutes ahead', { actor: 'f' });
+    const clock = clockAt('right', read);
+    const register = LwwRegister.fromJSON<string>(fast.toJSON(), { clock });
+    for (let i = 0; i < 20; i++) {
+      time.now += 10;
+      const { context } = register.read();
+      expect(register.put(`put ${i}`, { context, actor: 'r' }).values).toEqual([`put ${i}`]);
+    }
+    expect(register.delete({ actor: 'r' }).deleted).toBe(true);
+    // The writer's clock took nothing in: its own timestamps still follow its physical clock.
+    expect(clock.now().wallTime).toBe(read());
+    // A write with the fast node's context, on a register that never held it, wins over it too.
+    const other = new LwwRegister<string>({ clock: clockAt('other', read) });
+    other.put('after reading it', { context: fast.read().context, actor: 'o' });
+    other.merge(fast);
+    expect(other.read().values).toEqual(['after reading it']);
   });
 
   it('purges a tombstone only after the grace period (default 10 days)', () => {

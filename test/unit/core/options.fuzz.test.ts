@@ -178,7 +178,7 @@ const subjects: Subject[] = [
   {
     name: 'MemoryVersionedStore',
     base: () => ({ handler: 'siblings' }),
-    optional: handlerOptionals,
+    optional: [...handlerOptionals, 'storageClock'],
     build: (o) => new MemoryVersionedStore(o),
   },
   {
@@ -356,6 +356,17 @@ describe('public constructors and factories refuse unknown option keys with CONF
         subject.build({ ...subject.base(), zzzUnknownOption: true } as never),
       );
       expect(foreign).toContain('unknown option "zzzUnknownOption"');
+    });
+  }
+});
+
+describe('constructors listed as not yet refusing unknown keys', () => {
+  for (const subject of subjects.filter((s) => UNKNOWN_KEYS_NOT_YET_REFUSED.has(s.name))) {
+    it(`${subject.name} still accepts a foreign key (else drop it from the list)`, async () => {
+      const refusal = await configRefusal(() =>
+        subject.build({ ...subject.base(), zzzUnknownOption: true } as never),
+      );
+      expect(refusal).toBeUndefined();
     });
   }
 });
