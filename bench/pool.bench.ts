@@ -1,9 +1,10 @@
 /**
  * What the routed pool costs per statement against real servers on 127.0.0.1: the same point
  * query through a plain `pg.Pool` and through `createReplicatedPool`, one at a time (latency)
- * and 16 in flight (throughput), in alternating rounds. The main cost is the extra
- * `SELECT pg_last_wal_replay_lsn()` on the same connection after each replica read in a session
- * (the read floor), and `pg_current_wal_insert_lsn()` after each write (the write floor).
+ * and 16 in flight (throughput), in alternating rounds. The main cost is the position read
+ * after each statement in a session (`pg_last_wal_replay_lsn()` after a replica read, the read
+ * floor; `pg_current_wal_insert_lsn()` after a write, the write floor), run on the node's own
+ * check connections and shared by every statement that completed before it started.
  * Run: npx tsx bench/pool.bench.ts   (uses CAUSEWAY_TEST_* servers if set, else starts a cluster;
  * BENCH_SECONDS=2 per round by default)
  */

@@ -5,7 +5,7 @@
  */
 
 export { AtomicVersionedStore, type VersionedStoreOptions } from './conflict/versioned-store.js';
-export { CausewayError, configError, ErrorCode, invalidInput } from './errors.js';
+export { CausewayError, configError, ErrorCode, invalidInput, isCausewayError } from './errors.js';
 export {
   type AcquireOptions,
   assertFencingToken,
@@ -37,10 +37,27 @@ export {
 } from './session/context.js';
 export { type ConsistencyLevel, levelName, validateLevel } from './session/level.js';
 export { comparePositions, hasReached, type Position } from './session/position.js';
-export type { NodeStatus, ReplicaSet, TopologySnapshot } from './session/replica-set.js';
+export type {
+  NodeStatus,
+  ReplicaSet,
+  TopologySnapshot,
+} from './session/replica-set.js';
 export type { RouteReason } from './session/route-decision.js';
-export { type NoCaughtUpPolicy, Router, type RouteTelemetry } from './session/router.js';
+export {
+  type NoCaughtUpPolicy,
+  Router,
+  type RouteTelemetry,
+} from './session/router.js';
 export { assertSessionKey, type SessionStore } from './session/session-store.js';
+export {
+  Attr,
+  addToCounter,
+  NearCacheAttr,
+  NearCacheCounterName,
+  NearCacheEventName,
+  NearCacheSpanName,
+  withSpan,
+} from './telemetry.js';
 export type { Decision, DecisionLog, DecisionRecord } from './txn/decision-log.js';
 export { MAX_GID_BYTES } from './txn/gid.js';
 export type {

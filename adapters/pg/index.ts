@@ -46,15 +46,16 @@ export {
 } from './replica-set.js';
 export {
   createReplicatedPool,
-  type PgPool,
   type PgPoolClient,
   type PgQueryConfig,
   type PgQueryResult,
   type PgSubmittable,
+  type PoolClassifier,
   type PoolRouteEvent,
   type PoolRouteReason,
   ReplicatedPool,
   type ReplicatedPoolOptions,
+  type RoutingReplicaSet,
 } from './replicated-pool.js';
 export type { PgQueryable, PgQueryableClient, PgQueryablePool, PgRowsResult } from './sql.js';
 export {

@@ -1,77 +1,37 @@
-import pg from 'pg';
-import { configError, invalidInput } from '../../src/errors.js';
-import type { Position } from '../../src/session/position.js';
-import type { NodeStatus, ReplicaSet, TopologySnapshot } from '../../src/session/replica-set.js';
-import { sleep, withTimeout } from '../../src/util/timers.js';
+import type pg from 'pg';
 import {
-  isQueryablePool,
-  type PgQueryable,
-  type PgQueryablePool,
-  type PgRowsResult,
-} from './sql.js';
+  configError,
+  invalidInput,
+  knownOptions,
+  type NodeStatus,
+  type Position,
+  type ReplicaSet,
+  sleep,
+  type TopologySnapshot,
+  withTimeout,
+} from '../../src/adapter-kit.js';
+import {
+  createCheckPool,
+  LEADER_CHECK,
+  type PgNodeOption,
+  parseLsn,
+  REPLICA_CHECK,
+  type ResolvedNode,
+  resolveNode,
+} from './pg-nodes.js';
+import { nextMark, PositionProbe } from './position-probe.js';
+import { isConnectionLoss } from './replica-errors.js';
+import {
+  PG_REPLICA_SET_OPTION_KEYS,
+  type PgReplicaSetOptions,
+  replicaSetSettings,
+} from './replica-set-options.js';
+import type { PgQueryable, PgQueryablePool, PgRowsResult } from './sql.js';
 
-/**
- * One node: a pool you own (`{ pool }`, or the pool itself; never ended by Causeway) or a `pg`
- * pool configuration (`{ config }`, or a connection string; Causeway creates the pool and ends
- * it on `close()`). `name` defaults to `'primary'`, `'replica-1'`, `'replica-2'`...
- */
-export type PgNodeOption<P extends PgQueryablePool = PgQueryablePool> =
-  | P
-  | string
-  | { readonly name?: string; readonly pool: P }
-  | { readonly name?: string; readonly config: object | string };
+export { formatLsn, type PgNodeOption, parseLsn } from './pg-nodes.js';
+export type { PgReplicaSetOptions } from './replica-set-options.js';
 
-export interface PgReplicaSetOptions<P extends PgQueryablePool = PgQueryablePool> {
-  /** The primary (the leader): a pool, `{ name?, pool }`, `{ name?, config }` or a URL. */
-  primary: PgNodeOption<P>;
-  /** Its streaming replicas, same forms. May be empty (every read then goes to the leader). */
-  replicas: readonly PgNodeOption<P>[];
-  /**
-   * Milliseconds between background checks of every node. Default 1000. GitLab checks every
-   * 60 s because its routing reads positions on demand; session routing decides on the cached
-   * positions, so they must be fresh: one cheap query per node per second keeps a replica usable
-   * about a second after it catches up. 0 disables background polling (call `refresh()`).
-   */
-  pollIntervalMs?: number;
-  /** Random spread of each interval, as a fraction (0.2 = ±20 %), so that many processes do not
-   * check in lockstep. Default 0.2. */
-  pollJitter?: number;
-  /**
-   * A replica lagging more than this many milliseconds is unhealthy, unless its byte lag is at
-   * most `maxLagBytes`. Default 60000 (GitLab's figure).
-   */
-  maxLagMs?: number;
-  /** Byte lag under which a replica stays healthy whatever its time lag. Default 8 MiB (GitLab). */
-  maxLagBytes?: number;
-  /**
-   * `statement_timeout` of every check query, in milliseconds. Default 100 (GitLab's): a check
-   * that takes longer marks the node unhealthy rather than hold a connection.
-   */
-  checkTimeoutMs?: number;
-  /** Longest wait for a connection (plus the check) before the node counts as down. Default 2000. */
-  connectTimeoutMs?: number;
-  /** Interval of `waitFor`'s polls of a replica's replay position. Default 10 ms. */
-  waitPollIntervalMs?: number;
-}
-
-/** Parses a PostgreSQL text LSN `'X/Y'` (hexadecimal halves) into a bigint `(X << 32) | Y`. */
-export function parseLsn(text: string): bigint {
-  const match = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(text);
-  if (match === null)
-    throw invalidInput('Not a PostgreSQL LSN', { lsn: String(text).slice(0, 40) });
-  return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
-}
-
-/** Formats a bigint WAL location the way PostgreSQL prints it (`'16/B374D848'`). */
-export function formatLsn(lsn: bigint): string {
-  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
-}
-
-interface NodeState {
-  readonly name: string;
-  readonly pool: PgQueryablePool;
-  /** Ends the pool if Causeway created it; a pool passed in is never ended. */
-  readonly end: (() => Promise<void>) | undefined;
+interface NodeState extends ResolvedNode {
   readonly role: 'leader' | 'replica';
   status: NodeStatus;
   /** Stream and timeline last seen on this node; positions read later reuse them. */
@@ -79,31 +39,18 @@ interface NodeState {
   checking: Promise<void> | undefined;
   /** When (performance.now()) the query that gave `status.position` started. */
   positionAsOf: number;
+  /** Checks and position reads: their own connections, never the node's pool's. */
+  readonly checks: PgQueryablePool;
+  readonly endChecks: (() => Promise<void>) | undefined;
+  readonly probe: PositionProbe<Position | undefined>;
+  /** performance.now() of the connection losses reported since the last successful check. */
+  failures: number[];
 }
 
 /** A node that is down or not usable, keeping its last known position for diagnostics. */
 function withHealth(status: NodeStatus, healthy: boolean): NodeStatus {
   return status.healthy === healthy ? status : { ...status, healthy };
 }
-
-// Checks run as one simple-protocol round trip with a transaction-local statement timeout, so
-// the setting never leaks into the pooled connection; on an error `pool.query` discards the
-// connection rather than return one in a failed transaction.
-const LEADER_CHECK = `SELECT s.system_identifier::text AS stream, pg_is_in_recovery() AS in_recovery,
-  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_insert_lsn()) END AS walfile,
-  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END AS lsn
-FROM pg_control_system() s`;
-
-// A replica's timeline is the one it receives (pg_stat_wal_receiver.received_tli); while it is
-// not streaming, the timeline of its last restartpoint. Lag in time is measured only when WAL
-// is pending (received but not replayed): on an idle primary `now() - last replay` grows with
-// nothing to replay.
-const REPLICA_CHECK = `SELECT s.system_identifier::text AS stream, pg_is_in_recovery() AS in_recovery,
-  coalesce(r.received_tli, c.timeline_id) AS epoch,
-  pg_last_wal_replay_lsn()::text AS replay, pg_last_wal_receive_lsn()::text AS receive,
-  (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 AS lag_ms
-FROM pg_control_system() s CROSS JOIN pg_control_checkpoint() c
-LEFT JOIN pg_stat_wal_receiver r ON true`;
 
 /**
  * The PostgreSQL topology: a primary and its streaming replicas, with positions and health
@@ -128,45 +75,54 @@ export class PgReplicaSet implements ReplicaSet {
   readonly #checkTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #waitPollIntervalMs: number;
+  readonly #failureThreshold: number;
+  readonly #failureWindowMs: number;
   #snapshot: TopologySnapshot;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: PgReplicaSetOptions) {
-    if (options === null || typeof options !== 'object' || options.primary === undefined) {
+    knownOptions(options, 'PgReplicaSet', PG_REPLICA_SET_OPTION_KEYS);
+    if (options.primary === undefined) {
       throw configError('PgReplicaSet needs { primary, replicas }');
     }
     if (!Array.isArray(options.replicas)) {
       throw configError('PgReplicaSet: replicas must be an array (it may be empty)');
     }
-    this.#pollIntervalMs = nonNegative(options.pollIntervalMs ?? 1000, 'pollIntervalMs');
-    this.#pollJitter = nonNegative(options.pollJitter ?? 0.2, 'pollJitter');
-    if (this.#pollJitter >= 1) throw configError('PgReplicaSet: pollJitter must be below 1');
-    this.#maxLagMs = nonNegative(options.maxLagMs ?? 60_000, 'maxLagMs');
-    this.#maxLagBytes = BigInt(
-      Math.floor(nonNegative(options.maxLagBytes ?? 8 * 1024 * 1024, 'maxLagBytes')),
-    );
-    // An integer: it is written into the check's SQL text.
-    this.#checkTimeoutMs = Math.max(
-      1,
-      Math.round(nonNegative(options.checkTimeoutMs ?? 100, 'checkTimeoutMs')),
-    );
-    this.#connectTimeoutMs = nonNegative(options.connectTimeoutMs ?? 2000, 'connectTimeoutMs');
-    this.#waitPollIntervalMs = Math.max(
-      1,
-      nonNegative(options.waitPollIntervalMs ?? 10, 'waitPollIntervalMs'),
-    );
-
-    this.#leader = resolveNode(options.primary, 'primary', 'leader', this.#connectTimeoutMs);
+    const settings = replicaSetSettings(options);
+    this.#pollIntervalMs = settings.pollIntervalMs;
+    this.#pollJitter = settings.pollJitter;
+    this.#maxLagMs = settings.maxLagMs;
+    this.#maxLagBytes = settings.maxLagBytes;
+    this.#checkTimeoutMs = settings.checkTimeoutMs;
+    this.#connectTimeoutMs = settings.connectTimeoutMs;
+    this.#waitPollIntervalMs = settings.waitPollIntervalMs;
+    this.#failureThreshold = settings.failureThreshold;
+    this.#failureWindowMs = settings.failureWindowMs;
+    const defaults = settings.poolDefaults;
+    const node = (option: PgNodeOption, name: string, role: 'leader' | 'replica') =>
+      this.#node(
+        resolveNode(
+          option,
+          name,
+          role === 'leader' ? 'primary' : name,
+          defaults,
+          this.#connectTimeoutMs,
+        ),
+        role,
+      );
+    this.#leader = node(options.primary, 'primary', 'leader');
     // Array.from visits holes (as undefined) where map would keep them: a sparse array is refused.
     this.#replicas = Array.from(options.replicas, (replica, i) =>
-      resolveNode(replica, `replica-${i + 1}`, 'replica', this.#connectTimeoutMs),
+      node(replica, `replica-${i + 1}`, 'replica'),
     );
     const byName = new Map<string, NodeState>();
-    for (const node of [this.#leader, ...this.#replicas]) {
-      if (byName.has(node.name))
-        throw configError(`PgReplicaSet: duplicate node name '${node.name}'`);
-      byName.set(node.name, node);
+    for (const state of [this.#leader, ...this.#replicas]) {
+      if (byName.has(state.name)) {
+        void this.close();
+        throw configError(`PgReplicaSet: duplicate node name '${state.name}'`);
+      }
+      byName.set(state.name, state);
     }
     this.#byName = byName;
     this.#snapshot = this.#buildSnapshot();
@@ -188,9 +144,17 @@ export class PgReplicaSet implements ReplicaSet {
 
   /** The pool of node `name` (the replicated pool runs routed reads on it). */
   pool(name: string): PgQueryablePool {
-    const node = this.#byName.get(name);
-    if (node === undefined) throw invalidInput(`Unknown node '${name}'`, { node: name });
-    return node.pool;
+    return this.#nodeNamed(name).pool;
+  }
+
+  /**
+   * The `pg` configuration of node `name`'s connections: its `config`, or the `options` of the
+   * `pg.Pool` passed in; undefined for a pool that has none. The routed pool opens the
+   * leader's connections with it.
+   */
+  connectionConfig(name: string): pg.PoolConfig | undefined {
+    const config = this.#nodeNamed(name).config;
+    return config === undefined ? undefined : { ...config };
   }
 
   /** Checks every node now; resolves when all checks have finished (never rejects). */
@@ -202,46 +166,36 @@ export class PgReplicaSet implements ReplicaSet {
   }
 
   /**
-   * Reads node `name`'s current position on `client` (one of that node's connections, e.g. the
-   * one a read just ran on): the WAL insert location on the leader, the replay location on a
-   * replica. Resolves undefined when the node's history is not known yet or it reports none.
-   * Rejects when a replica is no longer in recovery (promoted): it then no longer replays the
-   * leader's WAL, so nothing read on it vouches for the leader's history. The node is marked
-   * unhealthy at once, without waiting for the next check.
+   * Node `name`'s position (WAL insert location on the leader, replay location on a replica)
+   * read by a query that started after `mark` (`nextMark()`, taken when a statement on that node
+   * completed): at or past everything that statement saw or wrote. Reads run one at a time on
+   * the node's check connections and are shared by every caller whose mark precedes their start.
+   * Undefined while the node's history is unknown. Rejects when the read failed, or when a
+   * replica is no longer in recovery (promoted: it no longer vouches for the leader's history;
+   * it is marked unhealthy at once).
    */
-  async readPosition(name: string, client: PgQueryable): Promise<Position | undefined> {
-    const node = this.#byName.get(name);
-    if (node === undefined) throw invalidInput(`Unknown node '${name}'`, { node: name });
-    if (node.history === undefined) await this.#check(node);
-    const history = node.history;
-    if (history === undefined) return undefined;
-    const sql =
-      node.role === 'leader'
-        ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
-        : 'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS in_recovery';
-    const asOf = performance.now();
-    const row = (await client.query(sql)).rows[0];
-    if (node.role === 'replica' && row?.['in_recovery'] !== true) {
-      this.#update(node, withHealth(node.status, false));
-      throw new Error(`${name} is not in recovery: it no longer replays the leader's WAL`);
-    }
-    const text = row?.['lsn'];
-    if (typeof text !== 'string') return undefined;
-    const position: Position = {
-      stream: history.stream,
-      epoch: history.epoch,
-      lsn: parseLsn(text),
-    };
-    this.#advance(node, position, asOf);
-    return position;
+  positionAfter(name: string, mark: number): Promise<Position | undefined> {
+    return this.#nodeNamed(name).probe.after(mark);
+  }
+
+  /** Runs `sql` on the leader's check connections (a classifier's catalog reads, for one). */
+  queryLeader(sql: string): Promise<PgRowsResult> {
+    return this.#leader.checks.query(sql);
+  }
+
+  /** `positionAfter`, read on `client` (one of the node's connections), sent at once. */
+  positionOn(name: string, client: PgQueryable): Promise<Position | undefined> {
+    return this.#readPosition(this.#nodeNamed(name), client);
   }
 
   /**
-   * The leader's position now (its WAL insert location), read on `client` if given, else on a
-   * connection of the primary's pool. Read it after a commit: it is at or past that commit.
+   * The leader's position now (its WAL insert location), read on `client` (one of the leader's
+   * connections) if given, else on its check connections. Read it after a commit: it is at or
+   * past that commit.
    */
   writePosition(client?: PgQueryable): Promise<Position | undefined> {
-    return this.readPosition(this.#leader.name, client ?? this.#leader.pool);
+    const name = this.#leader.name;
+    return client ? this.positionOn(name, client) : this.positionAfter(name, nextMark());
   }
 
   async waitFor(name: string, position: Position, timeoutMs: number): Promise<boolean> {
@@ -258,7 +212,7 @@ export class PgReplicaSet implements ReplicaSet {
       if (left <= 0 || this.#closed) return false;
       if (polls > 0) await sleep(Math.min(this.#waitPollIntervalMs, left));
       try {
-        await this.readPosition(name, node.pool);
+        await this.positionAfter(name, nextMark());
       } catch (error) {
         this.reportError(name, error);
         return false;
@@ -266,11 +220,26 @@ export class PgReplicaSet implements ReplicaSet {
     }
   }
 
-  reportError(name: string, _error: unknown): void {
+  /**
+   * Counts `error` against node `name` if it is a lost connection (see `failureThreshold`):
+   * a replica with that many within `failureWindowMs` leaves routing until its next good check.
+   */
+  reportError(name: string, error: unknown): void {
     const node = this.#byName.get(name);
-    if (node === undefined || !node.status.healthy) return;
-    node.status = withHealth(node.status, false);
-    this.#snapshot = this.#buildSnapshot();
+    if (node === undefined || !node.status.healthy || !isConnectionLoss(error)) return;
+    const now = performance.now();
+    node.failures = node.failures.filter((at) => now - at < this.#failureWindowMs);
+    node.failures.push(now);
+    if (node.failures.length >= this.#failureThreshold) this.markDown(name);
+  }
+
+  /**
+   * Takes node `name` out of routing until its next successful check, whatever its recent
+   * errors: for what a caller proved, e.g. a replica found behind the position it was chosen for.
+   */
+  markDown(name: string): void {
+    const node = this.#byName.get(name);
+    if (node !== undefined) this.#update(node, withHealth(node.status, false));
   }
 
   async close(): Promise<void> {
@@ -278,9 +247,75 @@ export class PgReplicaSet implements ReplicaSet {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    const nodes = [this.#leader, ...this.#replicas];
+    const nodes = [this.#leader, ...this.#replicas].filter((node) => node !== undefined);
     await Promise.allSettled(nodes.map((node) => node.checking));
-    await Promise.allSettled(nodes.map((node) => node.end?.()));
+    await Promise.allSettled(nodes.flatMap((node) => [node.end?.(), node.endChecks?.()]));
+  }
+
+  #nodeNamed(name: string): NodeState {
+    const node = this.#byName.get(name);
+    if (node === undefined) throw invalidInput(`Unknown node '${name}'`, { node: name });
+    return node;
+  }
+
+  #node(resolved: ResolvedNode, role: 'leader' | 'replica'): NodeState {
+    // A pool without `pg` options (a structural stand-in) is checked through itself.
+    const checkPool =
+      resolved.config === undefined
+        ? undefined
+        : createCheckPool(resolved.config, this.#connectTimeoutMs);
+    const node: NodeState = {
+      ...resolved,
+      role,
+      status: {
+        name: resolved.name,
+        // The leader is always used; a replica is trusted only after its first successful check.
+        healthy: role === 'leader',
+        position: undefined,
+        lagMs: undefined,
+        lagBytes: undefined,
+      },
+      history: undefined,
+      checking: undefined,
+      positionAsOf: 0,
+      checks: checkPool ?? resolved.pool,
+      endChecks: checkPool === undefined ? undefined : () => checkPool.end(),
+      probe: new PositionProbe(() => this.#readPosition(node), 1),
+      failures: [],
+    };
+    return node;
+  }
+
+  async #readPosition(node: NodeState, on?: PgQueryable): Promise<Position | undefined> {
+    if (node.history === undefined) await this.#check(node);
+    const history = node.history;
+    if (history === undefined) return undefined;
+    const sql =
+      node.role === 'leader'
+        ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
+        : 'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS in_recovery';
+    const asOf = performance.now();
+    const row = (await (on === undefined ? this.#timed(node.checks.query(sql)) : on.query(sql)))
+      .rows[0];
+    if (node.role === 'replica' && row?.['in_recovery'] !== true) {
+      this.markDown(node.name);
+      throw new Error(`${node.name} is not in recovery: it no longer replays the leader's WAL`);
+    }
+    const text = row?.['lsn'];
+    if (typeof text !== 'string') return undefined;
+    const position: Position = {
+      stream: history.stream,
+      epoch: history.epoch,
+      lsn: parseLsn(text),
+    };
+    this.#advance(node, position, asOf);
+    return position;
+  }
+
+  /** `query` failing after `connectTimeoutMs` (0: waiting as long as it takes). */
+  #timed<T>(query: Promise<T>): Promise<T> {
+    const ms = this.#connectTimeoutMs;
+    return ms === 0 ? query : withTimeout(query, ms, () => new Error(`no answer within ${ms} ms`));
   }
 
   #schedule(): void {
@@ -309,16 +344,8 @@ export class PgReplicaSet implements ReplicaSet {
     }; COMMIT`;
     const asOf = performance.now();
     try {
-      const query = node.pool.query(sql);
       // Four statements, so `pg` answers with an array of four results.
-      const results: PgRowsResult | PgRowsResult[] =
-        this.#connectTimeoutMs === 0
-          ? await query
-          : await withTimeout(
-              query,
-              this.#connectTimeoutMs,
-              () => new Error(`no answer within ${this.#connectTimeoutMs} ms`),
-            );
+      const results: PgRowsResult | PgRowsResult[] = await this.#timed(node.checks.query(sql));
       const row = Array.isArray(results) ? results[2]?.rows[0] : undefined;
       if (row === undefined) throw new Error('check returned no row');
       if (node.role === 'leader') this.#updateLeader(node, row);
@@ -328,7 +355,6 @@ export class PgReplicaSet implements ReplicaSet {
       this.#update(node, withHealth(node.status, false));
     }
   }
-
   #updateLeader(node: NodeState, row: Record<string, unknown>): void {
     const { stream, walfile, lsn } = row;
     if (
@@ -430,82 +456,6 @@ export class PgReplicaSet implements ReplicaSet {
     return { leader: this.#leader.status, replicas: this.#replicas.map((node) => node.status) };
   }
 }
-
-function resolveNode(
-  option: PgNodeOption,
-  defaultName: string,
-  role: 'leader' | 'replica',
-  connectTimeoutMs: number,
-): NodeState {
-  const where = role === 'leader' ? 'primary' : defaultName;
-  if (option === null || (typeof option !== 'object' && typeof option !== 'string')) {
-    throw configError(`PgReplicaSet: ${where} must be a pg Pool, { pool }, { config } or a URL`);
-  }
-  let name = defaultName;
-  let pool: PgQueryablePool;
-  let end: (() => Promise<void>) | undefined;
-  if (typeof option === 'string') {
-    const created = createPool(option, connectTimeoutMs);
-    pool = created;
-    end = () => created.end();
-  } else if (isQueryablePool(option)) {
-    pool = option;
-  } else if ('pool' in option) {
-    if (!isQueryablePool(option.pool)) {
-      throw configError(`PgReplicaSet: ${where}.pool is not a pg Pool`);
-    }
-    pool = option.pool;
-    name = option.name ?? name;
-  } else if ('config' in option) {
-    const created = createPool(option.config, connectTimeoutMs);
-    pool = created;
-    end = () => created.end();
-    name = option.name ?? name;
-  } else {
-    throw configError(`PgReplicaSet: ${where} must be a pg Pool, { pool }, { config } or a URL`);
-  }
-  if (typeof name !== 'string' || name === '') {
-    throw configError(`PgReplicaSet: ${where}.name must be a non-empty string`);
-  }
-  const status: NodeStatus = {
-    name,
-    // The leader is always used; a replica is trusted only after its first successful check.
-    healthy: role === 'leader',
-    position: undefined,
-    lagMs: undefined,
-    lagBytes: undefined,
-  };
-  return {
-    name,
-    pool,
-    end,
-    role,
-    status,
-    history: undefined,
-    checking: undefined,
-    positionAsOf: 0,
-  };
-}
-
-function createPool(config: object | string, connectTimeoutMs: number): pg.Pool {
-  const options: pg.PoolConfig =
-    typeof config === 'string' ? { connectionString: config } : { ...(config as pg.PoolConfig) };
-  // pg waits forever for a connection by default; a dead replica must fail fast instead.
-  options.connectionTimeoutMillis ??= connectTimeoutMs;
-  const pool = new pg.Pool(options);
-  // An idle client's error (a replica restarting) must not crash the process: the check
-  // that follows marks the node down.
-  pool.on('error', () => {});
-  return pool;
-}
-
 function max0(value: bigint): bigint {
   return value < 0n ? 0n : value;
-}
-
-function nonNegative(value: number, option: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw configError(`PgReplicaSet: ${option} must be a finite number >= 0`, { [option]: value });
-  }
-  return value;
 }

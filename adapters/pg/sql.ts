@@ -1,7 +1,7 @@
 // The pieces every PostgreSQL adapter shares: the structural driver types, table-name quoting,
 // SQLSTATE reading, pool validation and creating a table once. Internal: the barrel re-exports
 // only the types.
-import { configError } from '../../src/errors.js';
+import { configError } from '../../src/adapter-kit.js';
 
 /** One result of the `pg` driver, as far as Causeway reads it. */
 export interface PgRowsResult {

@@ -6,6 +6,7 @@ import {
   encodeLwwWinner,
   isPurgeable,
   joinWinners,
+  LWW_OPTION_KEYS,
   type LwwOptions,
   lwwView,
   lwwWrite,
@@ -64,7 +65,7 @@ export type HandlerOptions =
 /** The option keys of each handler. */
 const HANDLER_OPTION_KEYS = {
   siblings: ['handler', 'maxSiblings'],
-  lww: ['handler', 'clock', 'tombstoneGraceMs'],
+  lww: ['handler', ...LWW_OPTION_KEYS],
 } as const;
 
 /**

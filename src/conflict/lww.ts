@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { version as uuidVersion, v7 as uuidv7, validate as validateUuid } from 'uuid';
 import { HlcTimestamp, HybridLogicalClock } from '../clocks/hlc.js';
-import { CausewayError, configError, ErrorCode, invalidInput, optionsObject } from '../errors.js';
+import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
+import { knownOptions, optionsObject } from '../options.js';
 import {
   assertActor,
   assertJsonValue,
@@ -31,6 +32,12 @@ export interface LwwOptions {
    */
   readonly tombstoneGraceMs?: number;
 }
+
+/** Every key of `LwwOptions`: any other is refused. */
+export const LWW_OPTION_KEYS = [
+  'clock',
+  'tombstoneGraceMs',
+] as const satisfies readonly (keyof LwwOptions)[];
 
 /**
  * One write, as stored and as shipped between replicas. `ts` is an encoded HLC timestamp and
@@ -82,7 +89,7 @@ export class LwwRegister<T> {
   #winner: LwwWinner<T> | undefined;
 
   constructor(options: LwwOptions = {}) {
-    const resolved = resolveLwwOptions(options);
+    const resolved = resolveLwwOptions(knownOptions(options, 'LwwRegister', LWW_OPTION_KEYS));
     this.#clock = resolved.clock;
     this.#tombstoneGraceMs = resolved.tombstoneGraceMs;
   }

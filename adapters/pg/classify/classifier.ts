@@ -1,4 +1,4 @@
-import { configError, optionsObject } from '../../../src/errors.js';
+import { configError, knownOptions } from '../../../src/adapter-kit.js';
 import { analyseStatement, type QualifiedName, type StatementFacts } from './analyse.js';
 import { CATALOG_SQL, Catalog, type CatalogQuery, PRIMARY_ONLY_FUNCTIONS } from './catalog.js';
 import { loadSqlParser, parseSql } from './parser.js';
@@ -94,7 +94,12 @@ export class SqlClassifier {
   #reloadAt = Number.POSITIVE_INFINITY;
 
   constructor(options: SqlClassifierOptions = {}) {
-    optionsObject(options, 'SqlClassifier');
+    knownOptions(options, 'SqlClassifier', [
+      'readOnlyFunctions',
+      'cacheSize',
+      'maxCachedLength',
+      'catalogRefreshMs',
+    ]);
     this.#cacheSize = nonNegativeInteger(options.cacheSize ?? 1000, 'cacheSize');
     this.#maxCachedLength = nonNegativeInteger(
       options.maxCachedLength ?? 10_000,

@@ -2,7 +2,7 @@
 // (the session router picks a replica that has reached the session's floor, or the primary, and
 // raises the floors) or through a plain pool on the primary.
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { SessionContext } from '../../../src/session/context.js';
+import type { SessionContext } from '../../../src/adapter-kit.js';
 import { PgReplicaSet } from '../replica-set.js';
 import { type PoolRouteEvent, ReplicatedPool } from '../replicated-pool.js';
 import { connectClient, type PgQueryablePool } from '../sql.js';

@@ -1,17 +1,18 @@
 // The near cache's life: first snapshot, stream, stale on any doubt, re-snapshot, close.
 import { trace } from '@opentelemetry/api';
 import pg from 'pg';
-import { configError, isCausewayError } from '../../../src/errors.js';
-import type { Position } from '../../../src/session/position.js';
 import {
   Attr,
   addToCounter,
+  configError,
+  isCausewayError,
   NearCacheAttr,
   NearCacheCounterName,
   NearCacheEventName,
   NearCacheSpanName,
+  type Position,
   withSpan,
-} from '../../../src/telemetry.js';
+} from '../../../src/adapter-kit.js';
 import { quoteTable } from '../sql.js';
 import { applyTransaction, checkRelation } from './apply.js';
 import { Fallthrough } from './fallthrough.js';

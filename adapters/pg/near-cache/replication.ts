@@ -4,8 +4,7 @@
 import { getHeapStatistics } from 'node:v8';
 import pg from 'pg';
 import type { LogicalReplicationService } from 'pg-logical-replication';
-import { CausewayError, configError, ErrorCode } from '../../../src/errors.js';
-import { withTimeout } from '../../../src/util/timers.js';
+import { CausewayError, configError, ErrorCode, withTimeout } from '../../../src/adapter-kit.js';
 import { formatLsn, parseLsn } from '../replica-set.js';
 import type { PgQueryable } from '../sql.js';
 import {

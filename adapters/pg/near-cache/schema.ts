@@ -1,6 +1,6 @@
 // What the near cache knows about each cached table, read from the catalog once per snapshot,
 // and the checks that turn a table the cache cannot mirror faithfully into a `CONFIG` error.
-import { configError } from '../../../src/errors.js';
+import { configError } from '../../../src/adapter-kit.js';
 import type { PgQueryable } from '../sql.js';
 
 export interface CachedColumn {

@@ -1,5 +1,5 @@
 // The near cache's state as repository code and dashboards see it.
-import type { Position } from '../../../src/session/position.js';
+import type { Position } from '../../../src/adapter-kit.js';
 
 /** `'loading'` before the first snapshot, `'live'` while streaming, `'stale'` until re-snapshotted. */
 export type NearCacheState = 'loading' | 'live' | 'stale' | 'closed';

@@ -1,5 +1,5 @@
 // One cached table in memory: frozen rows by primary key, and the declared secondary indexes.
-import { invalidInput } from '../../../src/errors.js';
+import { invalidInput } from '../../../src/adapter-kit.js';
 import type { CachedTableSchema } from './schema.js';
 
 /** A row as the cache hands it out: a frozen plain object, column name to value. */

@@ -1,15 +1,17 @@
 // Reads of one cached table, with the session's guarantees: from memory when the cache has
 // applied what the session needs, else (after a bounded wait) from the pool.
 import { trace } from '@opentelemetry/api';
-import { currentSession, type SessionContext } from '../../../src/session/context.js';
-import { comparePositions, type Position } from '../../../src/session/position.js';
-import type { ConsistencyLevel } from '../../../src/session/router.js';
 import {
   Attr,
   addToCounter,
+  type ConsistencyLevel,
+  comparePositions,
+  currentSession,
   NearCacheCounterName,
   NearCacheEventName,
-} from '../../../src/telemetry.js';
+  type Position,
+  type SessionContext,
+} from '../../../src/adapter-kit.js';
 import type { Fallthrough, PoolAnswer } from './fallthrough.js';
 import { quoteIdentifier } from './schema.js';
 import type { CachedRow, TableStore } from './table-store.js';

@@ -89,7 +89,7 @@ describe('options', () => {
     ).toBe('CONFIG');
   });
 
-  it('takes pg Pools as they are and leaves them open', async () => {
+  it('takes pg Pools as they are and leaves them open; a primary pool lends its options', async () => {
     const primary = new pg.Pool({ connectionString: URL });
     const replica = new pg.Pool({ connectionString: URL });
     const pool = createReplicatedPool({
@@ -97,7 +97,10 @@ describe('options', () => {
       replicas: [{ name: 'reports', pool: replica }],
       replicaSetOptions: { pollIntervalMs: 0 },
     });
-    expect(pool.replicaSet.pool('primary')).toBe(primary);
+    // The replicated pool is the primary's pg.Pool, built from the options of the one given.
+    expect(pool).toBeInstanceOf(pg.Pool);
+    expect(pool.replicaSet.pool('primary')).toBe(pool);
+    expect(pool.options.connectionString).toBe(URL);
     expect(pool.replicaSet.pool('reports')).toBe(replica);
     await pool.end();
     expect(primary.ending || replica.ending).toBe(false);
@@ -112,6 +115,7 @@ describe('options', () => {
     expect(pool.totalCount).toBe(0);
     await pool.end();
     expect(pool.ended).toBe(true);
+    expect(pool.ending).toBe(true);
     await expect(pool.end()).rejects.toThrow(/more than once/);
     expect(set.pool('primary')).toBeDefined();
     await set.close();

@@ -11,19 +11,8 @@ const KIT = 'src/adapter-kit.ts';
 const NOT_YET_THROUGH_KIT = [
   'adapters/memory/decision-log.ts',
   'adapters/memory/participant.ts',
-  'adapters/pg/classify/classifier.ts',
   'adapters/pg/decision-log.ts',
-  'adapters/pg/near-cache/fallthrough.ts',
-  'adapters/pg/near-cache/near-cache.ts',
-  'adapters/pg/near-cache/replication.ts',
-  'adapters/pg/near-cache/schema.ts',
-  'adapters/pg/near-cache/status.ts',
-  'adapters/pg/near-cache/table-store.ts',
-  'adapters/pg/near-cache/table.ts',
   'adapters/pg/participant.ts',
-  'adapters/pg/replica-set.ts',
-  'adapters/pg/replicated-pool.ts',
-  'adapters/pg/sql.ts',
   'adapters/pg/txn-sql.ts',
 ];
 

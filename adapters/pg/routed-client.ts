@@ -1,0 +1,233 @@
+// The clients of the routed pool: `pg` clients of the primary (the very objects `connect()` hands
+// out and the pool's events carry) whose `query` raises the floors of the session active when
+// each statement runs, and may send provably read-only work to a replica.
+import type pg from 'pg';
+import { currentSession, type SessionContext } from '../../src/adapter-kit.js';
+import type { SqlClassification } from './classify.js';
+import {
+  deliver,
+  type ParsedQuery,
+  type PgQueryConfig,
+  type PgQueryResult,
+  parseQueryArgs,
+  queryText,
+  type RawQuery,
+} from './pg-types.js';
+import type { PoolRouteReason } from './pool-contracts.js';
+import { nextMark } from './position-probe.js';
+
+/** A read-only transaction that runs on a replica connection (see `routeCheckedOutReads`). */
+export interface ReplicaTransaction {
+  readonly node: string;
+  readonly client: pg.PoolClient;
+  /** The sessions that ran statements in it: their read floors rise at its end. */
+  readonly sessions: Set<SessionContext>;
+}
+
+/** What one checkout of a client has run; reset when the pool hands the client out. */
+export interface CheckoutState {
+  /** Ran something that is not provably read-only: it stays on the primary until released. */
+  pinned: boolean;
+  /** Sessions that wrote in the open transaction: their write floors rise at its commit. */
+  readonly writers: Set<SessionContext>;
+  /** Sessions that ran a Submittable (a cursor may write): their write floors rise at release. */
+  readonly cursorSessions: Set<SessionContext>;
+  /** The read-only transaction running on a replica instead of this connection, if any. */
+  replica: ReplicaTransaction | undefined;
+}
+
+/** What a routed client needs from its pool. */
+export interface ClientRouting {
+  classify(text: string): SqlClassification;
+  /** Whether read-only work on checked-out clients may go to replicas here. */
+  mayRouteCheckedOut(session: SessionContext | undefined): boolean;
+  /** True for a statement the pool itself runs on the primary (already routed and reported). */
+  isLeaderOnly(config: string | PgQueryConfig): boolean;
+  /** A read-only statement where the router says; `onLeader` runs it on this client instead. */
+  routedRead(
+    parsed: ParsedQuery,
+    session: SessionContext | undefined,
+    verdict: SqlClassification,
+    onLeader: () => Promise<PgQueryResult>,
+  ): Promise<PgQueryResult>;
+  /** `BEGIN READ ONLY` on a replica connection; undefined when the router says leader. */
+  beginOnReplica(
+    parsed: ParsedQuery,
+    session: SessionContext | undefined,
+    verdict: SqlClassification,
+  ): Promise<{ result: PgQueryResult; transaction: ReplicaTransaction } | undefined>;
+  /** A statement of a read-only transaction running on a replica; ends it at COMMIT/ROLLBACK. */
+  inReplicaTransaction(
+    state: CheckoutState,
+    parsed: ParsedQuery,
+    verdict: SqlClassification,
+    session: SessionContext | undefined,
+  ): Promise<PgQueryResult>;
+  /** Raises the floors of `sessions` to the leader's position read after `mark`. */
+  notePrimary(
+    sessions: Iterable<SessionContext>,
+    kind: 'read' | 'write',
+    mark: number,
+  ): Promise<void>;
+  emitLeaderRoute(
+    reason: PoolRouteReason,
+    session: SessionContext | undefined,
+    statement: string,
+  ): void;
+}
+
+const STATE = Symbol('causeway.checkout');
+
+/** A client of the routed pool, with its checkout state. */
+type RoutedClient = pg.Client & { [STATE]: CheckoutState };
+
+export function freshCheckout(): CheckoutState {
+  return { pinned: false, writers: new Set(), cursorSessions: new Set(), replica: undefined };
+}
+
+/** The checkout state of a routed pool's client (undefined for any other object). */
+export function checkoutOf(client: unknown): CheckoutState | undefined {
+  return (client as Partial<RoutedClient> | null)?.[STATE];
+}
+
+/**
+ * Derives the routed pool's client class from `Base` (`pg.Client`, or the `Client` of the pool's
+ * options). Connecting, ending, events and everything else are `Base`'s.
+ */
+export function routedClientClass(
+  Base: typeof pg.Client,
+  routing: ClientRouting,
+): typeof pg.Client {
+  const rawQuery = Base.prototype.query as RawQuery;
+  const rawStatus = Base.prototype.getTransactionStatus as (this: pg.Client) => string | null;
+  class RoutedPgClient extends Base {
+    [STATE]: CheckoutState = freshCheckout();
+
+    // biome-ignore lint/suspicious/noExplicitAny: pg's overloads; the arguments are checked below.
+    override query(...args: unknown[]): any {
+      return clientQuery(
+        this,
+        routing,
+        args,
+        (...raw) => rawQuery.apply(this, raw),
+        () => rawStatus.call(this) ?? 'I',
+      );
+    }
+
+    /** During a read-only transaction on a replica, that transaction's status. */
+    override getTransactionStatus(): ReturnType<pg.Client['getTransactionStatus']> {
+      const replica = this[STATE].replica;
+      return (replica?.client.getTransactionStatus() ?? rawStatus.call(this)) as ReturnType<
+        pg.Client['getTransactionStatus']
+      >;
+    }
+  }
+  Object.defineProperty(RoutedPgClient, 'name', { value: `Routed${Base.name}` });
+  return RoutedPgClient as typeof pg.Client;
+}
+
+function clientQuery(
+  client: RoutedClient,
+  routing: ClientRouting,
+  args: unknown[],
+  raw: RawQuery,
+  primaryStatus: () => string,
+): unknown {
+  const state = client[STATE];
+  const session = currentSession();
+  const parsed = parseQueryArgs(args);
+  if (parsed === undefined) {
+    if (state.replica !== undefined) return (state.replica.client.query as RawQuery)(...args);
+    // A cursor or stream may write and ends when its reader says: noted at release.
+    state.pinned = true;
+    if (session !== undefined) state.cursorSessions.add(session);
+    routing.emitLeaderRoute('submittable', session, 'submittable');
+    return raw(...args);
+  }
+  const verdict = routing.classify(queryText(parsed.config));
+  if (state.replica !== undefined) {
+    return deliver(routing.inReplicaTransaction(state, parsed, verdict, session), parsed.callback);
+  }
+  const leaderOnly = routing.isLeaderOnly(parsed.config);
+  if (
+    !leaderOnly &&
+    !state.pinned &&
+    (verdict.readOnly || verdict.beginsReadOnlyTransaction === true) &&
+    primaryStatus() === 'I' &&
+    routing.mayRouteCheckedOut(session)
+  ) {
+    const onLeader = () =>
+      runOnPrimary(client[STATE], routing, parsed, verdict, session, raw, primaryStatus);
+    if (verdict.readOnly) {
+      return deliver(routing.routedRead(parsed, session, verdict, onLeader), parsed.callback);
+    }
+    const begun = routing.beginOnReplica(parsed, session, verdict).then((begin) => {
+      if (begin === undefined) return onLeader();
+      state.replica = begin.transaction;
+      return begin.result;
+    });
+    return deliver(begun, parsed.callback);
+  }
+  if (!leaderOnly) routing.emitLeaderRoute('checked-out-client', session, verdict.reason);
+  if (!verdict.readOnly) state.pinned = true;
+  if (session === undefined && state.writers.size === 0) return raw(...args);
+  return deliver(
+    runOnPrimary(client[STATE], routing, parsed, verdict, session, raw, primaryStatus),
+    parsed.callback,
+  );
+}
+
+/**
+ * Runs a statement on the primary connection and raises floors before the caller sees the
+ * outcome: the write floor of every session that wrote in the transaction when it commits (or
+ * after an autocommit statement that may write), the read floor after a read.
+ */
+async function runOnPrimary(
+  state: CheckoutState,
+  routing: ClientRouting,
+  parsed: ParsedQuery,
+  verdict: SqlClassification,
+  session: SessionContext | undefined,
+  raw: RawQuery,
+  primaryStatus: () => string,
+): Promise<PgQueryResult> {
+  let result: PgQueryResult | undefined;
+  let failure: unknown;
+  let failed = false;
+  try {
+    result = (await raw(parsed.config, parsed.values)) as PgQueryResult;
+  } catch (error) {
+    failed = true;
+    failure = error;
+  }
+  const mark = nextMark();
+  const status = primaryStatus();
+  const sessions = new Set(state.writers);
+  if (session !== undefined) sessions.add(session);
+  let kind: 'read' | 'write' | undefined;
+  if (status === 'I') {
+    const rolledBack = verdict.command === 'rollback' || verdict.command === 'abort';
+    const wrote = state.writers.size > 0 || verdict.mayWrite;
+    state.writers.clear();
+    if (wrote && !rolledBack && !isReadTimeout(failure)) kind = 'write';
+    else if (verdict.readOnly && !failed) kind = 'read';
+  } else {
+    if (verdict.mayWrite && session !== undefined) state.writers.add(session);
+    if (verdict.readOnly && !failed && session !== undefined) {
+      sessions.clear();
+      sessions.add(session);
+      kind = 'read';
+    }
+  }
+  if (kind !== undefined && sessions.size > 0) await routing.notePrimary(sessions, kind, mark);
+  if (failed) throw failure;
+  return result as PgQueryResult;
+}
+
+/**
+ * `pg`'s `query_timeout`: the statement may still be running (and commit later), so no position
+ * read now could cover it, and waiting for one would only delay the error.
+ */
+function isReadTimeout(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Query read timeout';
+}
