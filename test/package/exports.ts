@@ -220,6 +220,18 @@ export const EXPORTS: Readonly<Record<string, { values: string[]; types: string[
       'JobTokens',
     ],
   },
+  'causeway/pg-boss': {
+    values: ['JOB_DELAYS_FIELD', 'JOB_POLICY_FIELD', 'pgBossConsistency'],
+    types: [
+      'DataConsistency',
+      'JobConsistencyFields',
+      'JobConsistencyOptions',
+      'JobTokens',
+      'PgBossConsistency',
+      'PgBossJobLike',
+      'PgBossLike',
+    ],
+  },
   'causeway/pg': {
     values: [
       'DEFAULT_PG_DECISION_TABLE',
