@@ -232,6 +232,17 @@ export const EXPORTS: Readonly<Record<string, { values: string[]; types: string[
       'PgBossLike',
     ],
   },
+  'causeway/graphile-worker': {
+    values: ['JOB_DELAYS_FIELD', 'JOB_POLICY_FIELD', 'graphileWorkerConsistency'],
+    types: [
+      'DataConsistency',
+      'GraphileHelpersLike',
+      'GraphileWorkerConsistency',
+      'JobConsistencyFields',
+      'JobConsistencyOptions',
+      'JobTokens',
+    ],
+  },
   'causeway/pg': {
     values: [
       'DEFAULT_PG_DECISION_TABLE',
