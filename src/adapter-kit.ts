@@ -50,6 +50,12 @@ export {
 } from './session/router.js';
 export { assertSessionKey, type SessionStore } from './session/session-store.js';
 export {
+  floorsOnly,
+  MAX_SESSION_STREAMS,
+  type StreamFloors,
+  streamFloorsOf,
+} from './session/state.js';
+export {
   Attr,
   addToCounter,
   NearCacheAttr,

@@ -100,7 +100,7 @@ export class ReplicaRouting {
       client.release();
       return result;
     }
-    const floor = session.floorFor(decision.level);
+    const floor = session.floorFor(decision.level, topology.leader.position?.stream);
     const believed = topology.replicas.find((replica) => replica.name === node)?.position;
     // The replay position read on the read's own connection, right behind it (see
     // `readThenPosition`): at least what the read could have seen.
@@ -264,7 +264,7 @@ export class ReplicaRouting {
     if (client !== undefined && failure === undefined) {
       // The transaction's snapshot comes later, on this connection: the node must be at or past
       // the floor it was chosen for now (it cannot go back while the connection lives).
-      const floor = session?.floorFor(decision.level);
+      const floor = session?.floorFor(decision.level, topology.leader.position?.stream);
       const believed = topology.replicas.find((replica) => replica.name === node)?.position;
       const mark = nextMark();
       const position = await this.replicaPosition(

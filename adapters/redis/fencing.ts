@@ -11,6 +11,7 @@ import {
   type Lease,
   type LeaseManager,
   leaseNotHeld,
+  numberOption,
   resolveAcquireOptions,
   staleFencingToken,
   stringOption,
@@ -38,10 +39,27 @@ import {
  * every token granted before (for example to the guarded storage's newest token).
  */
 
-/** The part of an ioredis client the fencing adapters use. */
+/** The part of an ioredis client (`Redis` or `Cluster`) the fencing adapters use. */
 export interface RedisFencingClient {
   evalsha(sha1: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
   eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  /** Needed by `waitForReplicas` only. */
+  pipeline?(): RedisWaitPipeline;
+}
+
+/** The part of an ioredis pipeline `waitForReplicas` uses: `WAIT` on the node owning a key. */
+export interface RedisWaitPipeline {
+  exists(key: string): RedisWaitPipeline;
+  wait(replicas: number, timeoutMs: number): RedisWaitPipeline;
+  exec(): Promise<[Error | null, unknown][] | null>;
+}
+
+/** `WAIT replicas timeoutMs` after granting a token (see `RedisLeaseManagerOptions`). */
+export interface RedisReplicaWait {
+  /** Replicas that must acknowledge the token; at least 1. */
+  replicas: number;
+  /** Longest wait for them, in milliseconds; at least 1 (0 would mean forever to Redis). */
+  timeoutMs: number;
 }
 
 /** Default key prefix of `RedisLeaseManager` and `RedisFenceGuard`. */
@@ -57,11 +75,30 @@ interface RedisFencingOptions {
   keyPrefix?: string;
 }
 
-export type RedisLeaseManagerOptions = RedisFencingOptions;
+export interface RedisLeaseManagerOptions extends RedisFencingOptions {
+  /**
+   * Replicas that must have a granted token before `acquire` returns it: Redis `WAIT`, sent with
+   * the counter's key so that it reaches the master that granted it (on a Redis Cluster too).
+   * Fewer within `timeoutMs`: the lease is released and `acquire` fails with `LEASE_NOT_HELD`
+   * (details.reason `'not-replicated'`), so no holder gets a token a failover could grant again.
+   * Default: none: a token is returned once its master has it, and a failover to a replica that
+   * had not received it yet (a master lost, `CLUSTER FAILOVER FORCE` or `TAKEOVER`) can grant
+   * the same token again (see the README, "Scaling out"). Needs the client's `pipeline()`.
+   */
+  waitForReplicas?: RedisReplicaWait;
+}
 export type RedisFenceGuardOptions = RedisFencingOptions;
 
-function resolveOptions(options: RedisFencingOptions, owner: string) {
-  const { redis, keyPrefix: prefix } = knownOptions(options, owner, ['redis', 'keyPrefix']);
+function resolveOptions(
+  options: RedisFencingOptions,
+  owner: string,
+  keys: readonly (keyof RedisLeaseManagerOptions)[] = ['redis', 'keyPrefix'],
+) {
+  const { redis, keyPrefix: prefix } = knownOptions(
+    options as RedisLeaseManagerOptions,
+    owner,
+    keys,
+  );
   if (typeof redis?.eval !== 'function' || typeof redis.evalsha !== 'function') {
     throw configError(`${owner}: redis must be an ioredis client (with eval and evalsha)`);
   }
@@ -200,11 +237,37 @@ export class RedisLeaseManager implements LeaseManager {
   readonly #key: (resource: string, kind: 'lease' | 'token' | 'fence') => string;
   /** The largest token granted per resource, to notice a counter that restarted lower. */
   readonly #seen = new Map<string, bigint>();
+  readonly waitForReplicas: RedisReplicaWait | undefined;
 
   constructor(options: RedisLeaseManagerOptions) {
-    const { redis, key } = resolveOptions(options, 'RedisLeaseManager');
+    const owner = 'RedisLeaseManager';
+    const { redis, key } = resolveOptions(options, owner, [
+      'redis',
+      'keyPrefix',
+      'waitForReplicas',
+    ]);
     this.#redis = redis;
     this.#key = key;
+    const wait = options.waitForReplicas;
+    if (wait !== undefined) {
+      const { replicas, timeoutMs } = knownOptions(wait, `${owner} waitForReplicas`, [
+        'replicas',
+        'timeoutMs',
+      ]);
+      if (typeof redis.pipeline !== 'function') {
+        throw configError(`${owner}: waitForReplicas needs an ioredis client (with pipeline)`);
+      }
+      this.waitForReplicas = {
+        replicas: numberOption(owner, 'waitForReplicas.replicas', replicas, 1, {
+          min: 1,
+          integer: true,
+        }),
+        timeoutMs: numberOption(owner, 'waitForReplicas.timeoutMs', timeoutMs, 100, {
+          min: 1,
+          integer: true,
+        }),
+      };
+    }
   }
 
   acquire(resource: string, options: AcquireOptions): Promise<Lease> {
@@ -231,12 +294,41 @@ export class RedisLeaseManager implements LeaseManager {
       }
       const token = BigInt(String(reply[0]));
       if (token > seen) this.#seen.set(resource, token);
-      return this.#lease(resource, holder, token, parseExpiresAt(reply[1]), ttlMs);
+      const lease = this.#lease(resource, holder, token, parseExpiresAt(reply[1]), ttlMs);
+      if (this.waitForReplicas !== undefined) {
+        await this.#awaitReplicas(resource, keys[1]!, lease, this.waitForReplicas);
+      }
+      return lease;
     });
   }
 
   /** Nothing to release: the client belongs to the caller. */
   async close(): Promise<void> {}
+
+  /** `WAIT` on the master of `counterKey`; too few acknowledgements release the lease. */
+  async #awaitReplicas(
+    resource: string,
+    counterKey: string,
+    lease: Lease,
+    { replicas, timeoutMs }: RedisReplicaWait,
+  ): Promise<void> {
+    const replies = await this.#redis.pipeline!()
+      .exists(counterKey)
+      .wait(replicas, timeoutMs)
+      .exec();
+    const [error, acknowledged] = replies?.[1] ?? [new Error('no reply to WAIT'), 0];
+    if (error === null && Number(acknowledged) >= replicas) return;
+    await lease.release().catch(() => {});
+    throw new CausewayError(
+      ErrorCode.LEASE_NOT_HELD,
+      `Lease "${resource}": ${error === null ? `${Number(acknowledged)} of ${replicas}` : 'no'} ` +
+        `replicas acknowledged its token within ${timeoutMs} ms; released`,
+      {
+        ...(error === null ? {} : { cause: error }),
+        details: { resource, reason: 'not-replicated' },
+      },
+    );
+  }
 
   #lease(resource: string, holder: string, token: bigint, expiresAt: Date, ttlMs: number): Lease {
     const keys = [this.#key(resource, 'lease')];

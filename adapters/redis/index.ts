@@ -6,7 +6,9 @@ export {
   type RedisFencingClient,
   RedisLeaseManager,
   type RedisLeaseManagerOptions,
+  type RedisReplicaWait,
   type RedisSetIfCurrentOptions,
+  type RedisWaitPipeline,
 } from './fencing.js';
 export {
   type RedisSessionClient,

@@ -18,6 +18,7 @@ import {
 } from '../session/context.js';
 import type { ConsistencyLevel } from '../session/level.js';
 import type { Position } from '../session/position.js';
+import { streamFloorsOf } from '../session/state.js';
 
 /** The header (and propagation field) carrying the session token, as the middleware reads it. */
 const FIELD = 'causeway-session';
@@ -102,8 +103,10 @@ export function forwardingFetch(signer: SessionSigner, inner?: FetchLike): Fetch
 }
 
 function absorb(session: SessionContext, state: SessionState): void {
-  if (state.writeFloor !== undefined) session.noteWrite(state.writeFloor);
-  if (state.readFloor !== undefined) session.noteRead(state.readFloor);
+  for (const { writeFloor, readFloor } of streamFloorsOf(state)) {
+    if (writeFloor !== undefined) session.noteWrite(writeFloor);
+    if (readFloor !== undefined) session.noteRead(readFloor);
+  }
 }
 
 /** A position as carried in a message: its lsn a bigint, or a decimal string (JSON has no bigint). */

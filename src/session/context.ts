@@ -1,45 +1,44 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomFillSync } from 'node:crypto';
-import { invalidInput } from '../errors.js';
 import { knownOptions } from '../options.js';
 import { type ConsistencyLevel, DEFAULT_LEVEL, validateLevel } from './level.js';
 import { comparePositions, type Position } from './position.js';
 import type { RouteDecision } from './route-decision.js';
+import {
+  assertSessionState,
+  floorsOnly,
+  MAX_SESSION_STREAMS,
+  newSessionId,
+  type SessionState,
+  type StreamFloors,
+  streamFloorsOf,
+} from './state.js';
 import { hashString } from './sticky.js';
 
-/**
- * What a session remembers between requests: its id (which picks its sticky replica) and two
- * floors. Both floors, when set, belong to the same stream and epoch.
- */
-export interface SessionState {
-  /** Opaque id, at most 64 bytes of UTF-8; `newSessionId()` makes a random one. */
-  readonly id: string;
-  /** Position of the session's last write; read-your-writes reads need a node at or past it. */
-  readonly writeFloor?: Position;
-  /** Highest position the session has read; monotonic reads need a node at or past it. */
-  readonly readFloor?: Position;
-}
+export {
+  assertSessionState,
+  MAX_SESSION_STREAMS,
+  newSessionId,
+  type SessionState,
+  type StreamFloors,
+} from './state.js';
 
-const ID_BYTES = 12;
-// Random bytes are drawn 3 KB at a time (as crypto.randomUUID does): one syscall per 256 ids.
-const idPool = Buffer.allocUnsafe(ID_BYTES * 256);
-let idPoolOffset = idPool.length;
-
-/** A random session id: 12 random bytes (96 bits) as 16 URL-safe characters. */
-export function newSessionId(): string {
-  if (idPoolOffset === idPool.length) {
-    randomFillSync(idPool);
-    idPoolOffset = 0;
-  }
-  const id = idPool.toString('base64url', idPoolOffset, idPoolOffset + ID_BYTES);
-  idPoolOffset += ID_BYTES;
-  return id;
+/** The floors of one stream, and when this process last raised each. */
+interface StreamEntry {
+  readonly stream: string;
+  readonly epoch: number;
+  write: Position | undefined;
+  read: Position | undefined;
+  // performance.now() when each floor was last raised in this process; undefined when the floor
+  // came from a state (token, session store), whose age is unknown.
+  writeRaisedAt: number | undefined;
+  readRaisedAt: number | undefined;
 }
 
 /**
  * The session of one request, job or script: its floors, the level its reads ask for, and
- * whether its token must be re-issued. Floors only move forward within one history; a position
- * from a newer history (a higher epoch, or another stream) replaces both floors.
+ * whether its token must be re-issued. It keeps a write and a read floor per stream (cluster), so
+ * a session using two clusters keeps its guarantees on both. Floors only move forward within one
+ * history; a position of a newer epoch of a stream (a failover) re-bases that stream only.
  */
 export class SessionContext {
   readonly id: string;
@@ -57,20 +56,17 @@ export class SessionContext {
    * so requests that change nothing pay nothing for it).
    */
   changeListener: { sessionChanged(): void } | undefined;
-  #writeFloor: Position | undefined;
-  #readFloor: Position | undefined;
-  // performance.now() when each floor was last raised in this process; undefined when the floor
-  // came from a state (token, session store), whose age is unknown.
-  #writeFloorRaisedAt: number | undefined;
-  #readFloorRaisedAt: number | undefined;
+  // Insertion order is recency: the stream raised last is the map's last entry.
+  readonly #streams = new Map<string, StreamEntry>();
+  #latest: StreamEntry | undefined;
+  #writeRaises = 0;
   #changed = false;
   #idHash: number | undefined;
 
   /**
-   * Starts from `state` (default: a fresh id, no floors) at `level`. A state that is not
-   * `{ id: non-empty string, writeFloor?, readFloor? }` with floors `{ stream: string, epoch:
-   * integer >= 0, lsn: bigint >= 0 }` is `INVALID_INPUT` (states decoded by hand from JSON carry
-   * the lsn as a string, which would compare wrongly); a bad level is `CONFIG`.
+   * Starts from `state` (default: a fresh id, no floors) at `level`. A state that is not a
+   * `SessionState` (see `assertSessionState`) is `INVALID_INPUT` (states decoded by hand from
+   * JSON carry the lsn as a string, which would compare wrongly); a bad level is `CONFIG`.
    */
   constructor(
     state: SessionState = { id: newSessionId() },
@@ -79,38 +75,66 @@ export class SessionContext {
     assertSessionState(state);
     this.id = state.id;
     this.level = level === DEFAULT_LEVEL ? level : validateLevel(level, 'level');
-    this.#writeFloor = state.writeFloor;
-    this.#readFloor = state.readFloor;
-    // A state whose floors disagree on the history keeps only the write floor.
-    if (
-      this.#writeFloor !== undefined &&
-      this.#readFloor !== undefined &&
-      comparePositions(this.#writeFloor, this.#readFloor) === 'incomparable'
-    ) {
-      this.#readFloor = undefined;
+    for (const floors of streamFloorsOf(state)) {
+      const { writeFloor, readFloor } = floors;
+      if (writeFloor !== undefined) this.#raise(writeFloor, true, true);
+      // A pair of floors that disagree on the history keeps only the write floor.
+      if (
+        readFloor !== undefined &&
+        (writeFloor === undefined || comparePositions(writeFloor, readFloor) !== 'incomparable')
+      ) {
+        this.#raise(readFloor, false, true);
+      }
     }
   }
 
   /** The current state, as a token or a session store would keep it. */
   get state(): SessionState {
-    const state: { id: string; writeFloor?: Position; readFloor?: Position } = { id: this.id };
-    if (this.#writeFloor !== undefined) state.writeFloor = this.#writeFloor;
-    if (this.#readFloor !== undefined) state.readFloor = this.#readFloor;
+    const latest = this.#latest;
+    if (latest === undefined) return { id: this.id };
+    const state: { id: string; otherStreams?: StreamFloors[] } & StreamFloors = {
+      id: this.id,
+      ...floorsOnly(latest.write, latest.read),
+    };
+    if (this.#streams.size > 1) {
+      const others: StreamFloors[] = [];
+      for (const entry of this.#streams.values()) {
+        if (entry !== latest) others.push(floorsOnly(entry.write, entry.read));
+      }
+      state.otherStreams = others;
+    }
     return state;
   }
 
+  /** The write floor on the stream raised last (a single-cluster session's only stream). */
   get writeFloor(): Position | undefined {
-    return this.#writeFloor;
+    return this.#latest?.write;
   }
 
+  /** The read floor on the stream raised last (a single-cluster session's only stream). */
   get readFloor(): Position | undefined {
-    return this.#readFloor;
+    return this.#latest?.read;
   }
 
-  /** The floor a read at `level` must reach, or undefined when the level needs none. */
-  floorFor(level: ConsistencyLevel): Position | undefined {
-    if (level === 'read-your-writes') return laterOf(this.#writeFloor, this.#readFloor);
-    if (level === 'monotonic') return this.#readFloor;
+  /** The streams this session keeps floors for, least recently raised first. */
+  get streams(): string[] {
+    return [...this.#streams.keys()];
+  }
+
+  /** The write floor on `stream` (undefined: the stream raised last). */
+  writeFloorOn(stream: string | undefined): Position | undefined {
+    return this.#entry(stream)?.write;
+  }
+
+  /**
+   * The floor a read at `level` on `stream` must reach, or undefined when the level needs none or
+   * the session has no floor there. Without `stream`: the stream the session raised last.
+   */
+  floorFor(level: ConsistencyLevel, stream?: string): Position | undefined {
+    const entry = this.#entry(stream);
+    if (entry === undefined) return undefined;
+    if (level === 'read-your-writes') return laterOf(entry.write, entry.read);
+    if (level === 'monotonic') return entry.read;
     return undefined;
   }
 
@@ -119,66 +143,119 @@ export class SessionContext {
     return this.#changed;
   }
 
-  /** Raises the write floor after a commit on the leader at `position`. */
+  /** How many times a write floor (of any stream) was raised in this context. */
+  get writeFloorRaises(): number {
+    return this.#writeRaises;
+  }
+
+  /** Raises the write floor of the position's stream after a commit on its leader at `position`. */
   noteWrite(position: Position): void {
-    const next = this.#advance(this.#writeFloor, position);
-    if (next !== this.#writeFloor) {
-      this.#writeFloor = next;
-      this.#writeFloorRaisedAt = performance.now();
-      this.#markChanged();
-    }
+    this.#raise(position, true, false);
   }
 
-  /** Raises the read floor after a read that saw at most `position` (read after the query). */
+  /**
+   * Raises the read floor of the position's stream after a read that saw at most `position`
+   * (read after the query).
+   */
   noteRead(position: Position): void {
-    const next = this.#advance(this.#readFloor, position);
-    if (next !== this.#readFloor) {
-      this.#readFloor = next;
-      this.#readFloorRaisedAt = performance.now();
-      this.#markChanged();
-    }
+    this.#raise(position, false, false);
   }
 
-  /** Drops both floors (the router calls this after a change of stream or epoch). */
-  rebase(): void {
-    if (this.#writeFloor === undefined && this.#readFloor === undefined) return;
-    this.#dropFloors();
+  /**
+   * Drops the floors of `stream` (the router calls this after a change of epoch, or when the
+   * stream's leader reports another history); without `stream`, the floors of every stream.
+   */
+  rebase(stream?: string): void {
+    if (stream === undefined) {
+      if (this.#streams.size === 0) return;
+      this.#streams.clear();
+    } else if (!this.#streams.delete(stream)) {
+      return;
+    }
+    this.#latest = lastOf(this.#streams);
     this.#markChanged();
   }
 
-  #dropFloors(): void {
-    this.#writeFloor = undefined;
-    this.#readFloor = undefined;
-    this.#writeFloorRaisedAt = undefined;
-    this.#readFloorRaisedAt = undefined;
+  #entry(stream: string | undefined): StreamEntry | undefined {
+    if (stream === undefined || stream === this.#latest?.stream) return this.#latest;
+    return this.#streams.get(stream);
   }
 
   /**
-   * performance.now() when the floor of `level` (as `floorFor`) was last raised in this process;
-   * undefined when there is none or its age is unknown. The floor's position existed on the leader
-   * by then, so a replica `lag` behind the leader applies it by about that time plus `lag`.
+   * Moves a floor forward: the later position within one history; a position of a newer epoch
+   * (or of a stream not yet kept) starts that stream's floors over; one of an older epoch of the
+   * stream (a late report from before a failover) is ignored. `restored` floors (from a state)
+   * have no known age and do not count as a change.
    */
-  #floorRaisedAt(level: ConsistencyLevel): number | undefined {
-    if (level === 'monotonic') return this.#readFloorRaisedAt;
-    if (level !== 'read-your-writes') return undefined;
-    const write = this.#writeFloor;
-    const read = this.#readFloor;
-    if (read === undefined) return this.#writeFloorRaisedAt;
-    if (write === undefined || read.lsn > write.lsn) return this.#readFloorRaisedAt;
-    if (write.lsn > read.lsn) return this.#writeFloorRaisedAt;
-    // Both floors at one position: it existed since the earlier known of the two moments.
-    return earlierOf(this.#writeFloorRaisedAt, this.#readFloorRaisedAt);
+  #raise(position: Position, write: boolean, restored: boolean): void {
+    const { stream, epoch } = position;
+    let entry = this.#entry(stream);
+    if (entry !== undefined && epoch < entry.epoch) return;
+    if (entry === undefined || epoch > entry.epoch) {
+      if (entry !== undefined) this.#streams.delete(stream);
+      entry = {
+        stream,
+        epoch,
+        write: undefined,
+        read: undefined,
+        writeRaisedAt: undefined,
+        readRaisedAt: undefined,
+      };
+      this.#streams.set(stream, entry);
+      if (this.#streams.size > MAX_SESSION_STREAMS) {
+        this.#streams.delete(this.#streams.keys().next().value!);
+      }
+    } else {
+      const current = write ? entry.write : entry.read;
+      if (current !== undefined && position.lsn <= current.lsn) return;
+      if (entry !== this.#latest) {
+        this.#streams.delete(stream);
+        this.#streams.set(stream, entry);
+      }
+    }
+    this.#latest = entry;
+    const raisedAt = restored ? undefined : performance.now();
+    if (write) {
+      entry.write = position;
+      entry.writeRaisedAt = raisedAt;
+    } else {
+      entry.read = position;
+      entry.readRaisedAt = raisedAt;
+    }
+    if (restored) return;
+    if (write) this.#writeRaises++;
+    this.#markChanged();
   }
 
   /**
-   * Milliseconds since the floor a read at `level` must reach was last raised in this process; 0
-   * when there is no floor or its age is unknown (restored from a token or a session store, and
-   * not raised since: treated as raised just now). The router subtracts it from a replica's lag
-   * to estimate how long the replica still needs.
+   * performance.now() when the floor of `level` (as `floorFor`) on `stream` was last raised in
+   * this process; undefined when there is none or its age is unknown. The floor's position
+   * existed on the leader by then, so a replica `lag` behind the leader applies it by about that
+   * time plus `lag`.
+   */
+  #floorRaisedAt(level: ConsistencyLevel, stream: string | undefined): number | undefined {
+    const entry = this.#entry(stream);
+    if (entry === undefined) return undefined;
+    if (level === 'monotonic') return entry.readRaisedAt;
+    if (level !== 'read-your-writes') return undefined;
+    const { write, read } = entry;
+    if (read === undefined) return entry.writeRaisedAt;
+    if (write === undefined || read.lsn > write.lsn) return entry.readRaisedAt;
+    if (write.lsn > read.lsn) return entry.writeRaisedAt;
+    // Both floors at one position: it existed since the earlier known of the two moments.
+    return earlierOf(entry.writeRaisedAt, entry.readRaisedAt);
+  }
+
+  /**
+   * Milliseconds since the floor a read at `level` on `stream` (default: the stream raised last)
+   * must reach was last raised in this process; 0 when there is no floor or its age is unknown
+   * (restored from a token or a session store, and not raised since: treated as raised just
+   * now). The router subtracts it from a replica's lag to estimate how long the replica still
+   * needs.
    * @internal For the router; stripped from the published declarations.
    */
-  floorAgeMs(level: ConsistencyLevel): number {
-    const raisedAt = this.#floorRaisedAt(level);
+  floorAgeMs(level: ConsistencyLevel, stream?: string): number {
+    const raisedAt = this.#floorRaisedAt(level, stream);
     return raisedAt === undefined ? 0 : performance.now() - raisedAt;
   }
 
@@ -198,25 +275,12 @@ export class SessionContext {
     if (this.#idHash === undefined) this.#idHash = hashString(this.id);
     return this.#idHash;
   }
+}
 
-  /**
-   * Returns the floor after seeing `position`: the later of the two in one history; `position`
-   * when it starts a newer history (which also drops the other floor); the current floor when
-   * `position` belongs to an older epoch of the same stream (a late report from before a failover).
-   */
-  #advance(current: Position | undefined, position: Position): Position | undefined {
-    const other = current ?? this.#writeFloor ?? this.#readFloor;
-    if (other === undefined) return position;
-    const order = comparePositions(position, other);
-    if (order !== 'incomparable') {
-      if (current === undefined) return position;
-      return comparePositions(position, current) === 'after' ? position : current;
-    }
-    if (position.stream === other.stream && position.epoch < other.epoch) return current;
-    this.#dropFloors();
-    this.#markChanged();
-    return position;
-  }
+function lastOf(streams: Map<string, StreamEntry>): StreamEntry | undefined {
+  let last: StreamEntry | undefined;
+  for (const entry of streams.values()) last = entry;
+  return last;
 }
 
 /** The earlier of two moments, either of which may be unknown. */
@@ -259,39 +323,6 @@ export function withSession<T>(
   return storage.run(context, fn, context);
 }
 
-function isPosition(value: unknown): value is Position {
-  const position = value as Partial<Position> | null;
-  return (
-    typeof position === 'object' &&
-    position !== null &&
-    typeof position.stream === 'string' &&
-    Number.isInteger(position.epoch) &&
-    (position.epoch as number) >= 0 &&
-    typeof position.lsn === 'bigint' &&
-    position.lsn >= 0n
-  );
-}
-
-/**
- * Throws `INVALID_INPUT` unless `state` is a `SessionState`: `{ id: non-empty string,
- * writeFloor?, readFloor? }` with floors `{ stream: string, epoch: integer >= 0, lsn: bigint >= 0 }`.
- */
-export function assertSessionState(state: unknown): asserts state is SessionState {
-  const { id, writeFloor, readFloor } = (state ?? {}) as Partial<SessionState>;
-  if (
-    typeof state !== 'object' ||
-    state === null ||
-    typeof id !== 'string' ||
-    id === '' ||
-    (writeFloor !== undefined && !isPosition(writeFloor)) ||
-    (readFloor !== undefined && !isPosition(readFloor))
-  ) {
-    throw invalidInput(
-      'A session state is { id: non-empty string, writeFloor?, readFloor? } with floors { stream, epoch, lsn: bigint }',
-    );
-  }
-}
-
 /** The session of the current async context, or undefined outside any. */
 export function currentSession(): SessionContext | undefined {
   return storage.getStore();
@@ -299,12 +330,16 @@ export function currentSession(): SessionContext | undefined {
 
 /**
  * The state after merging `incoming` into `kept` (how session stores and the middleware combine
- * two views of one user's session): `kept`'s id, and floors moved forward as by `noteWrite` and
- * `noteRead` (later position within a history, a newer history replaces, an older one is ignored).
+ * two views of one user's session): `kept`'s id, and each stream's floors moved forward as by
+ * `noteWrite` and `noteRead` (later position within a history, a newer epoch replaces that
+ * stream's floors, an older one is ignored; floors of other streams are kept side by side, up to
+ * `MAX_SESSION_STREAMS`).
  */
 export function mergeSessionStates(kept: SessionState, incoming: SessionState): SessionState {
   const merged = new SessionContext(kept);
-  if (incoming.writeFloor !== undefined) merged.noteWrite(incoming.writeFloor);
-  if (incoming.readFloor !== undefined) merged.noteRead(incoming.readFloor);
+  for (const { writeFloor, readFloor } of streamFloorsOf(incoming)) {
+    if (writeFloor !== undefined) merged.noteWrite(writeFloor);
+    if (readFloor !== undefined) merged.noteRead(readFloor);
+  }
   return merged.state;
 }

@@ -15,11 +15,12 @@ import {
   resolveOptions,
 } from './express-options.js';
 import { type ConsistencyLevel, validateLevel } from './level.js';
-import { comparePositions, type Position } from './position.js';
+import { hasReached, type Position } from './position.js';
 import type { RouteDecision } from './route-decision.js';
 import { prepareRoutesWith, type RoutePreparation } from './route-preparation.js';
 import type { Router } from './router.js';
 import { assertSessionKey } from './session-store.js';
+import { streamFloorsOf } from './state.js';
 import {
   checkToken,
   invalidTokenReason,
@@ -129,10 +130,6 @@ export class ConsistencyCore<Req> implements ConsistencyApi {
     this.#userKey = this.options.userKey as ((req: Req) => string | undefined) | undefined;
   }
 
-  #currentStream(): string | undefined {
-    return this.options.replicaSet?.snapshot().leader.position?.stream;
-  }
-
   /**
    * Starts a request: its exchange, or the `INVALID_SESSION_TOKEN` error to answer with 400
    * (`rejection()`) under `onInvalidToken: 'reject'`. A bad token otherwise starts afresh.
@@ -144,7 +141,7 @@ export class ConsistencyCore<Req> implements ConsistencyApi {
     const checked =
       token === undefined
         ? undefined
-        : checkToken(this.options.tokens, token, { stream: this.#currentStream() });
+        : checkToken(this.options.tokens, token, { stream: this.options.knownStreams() });
     const invalid = checked instanceof CausewayError;
     if (invalid && this.options.reject) return checked;
     return new RequestExchange(
@@ -178,7 +175,7 @@ export class ConsistencyCore<Req> implements ConsistencyApi {
     runOptions: { level?: ConsistencyLevel } = {},
   ): Promise<RunResult<T>> {
     const { tokens } = this.options;
-    const checked = checkToken(tokens, token, { stream: this.#currentStream() });
+    const checked = checkToken(tokens, token, { stream: this.options.knownStreams() });
     if (checked instanceof CausewayError && this.options.reject) throw checked;
     const verified = checked instanceof CausewayError ? undefined : checked;
     const level =
@@ -199,7 +196,7 @@ export class ConsistencyCore<Req> implements ConsistencyApi {
   }
 
   verify(token: string): SessionState {
-    return this.options.tokens.verify(token, { stream: this.#currentStream() }).state;
+    return this.options.tokens.verify(token, { stream: this.options.knownStreams() }).state;
   }
 
   sessionForJob(session?: SessionContext): string | undefined {
@@ -231,9 +228,11 @@ export class RequestExchange<Req> implements RequestConsistency, RoutePreparatio
   readonly #clearBadCookie: boolean;
   readonly #span: Span | undefined;
   #userKey: string | undefined;
-  // The user whose stored floors were merged in (or tried), and the write floor kept for them.
+  // The user whose stored floors were merged in (or tried); whether the store then held all of
+  // this session's write floors, and the session's write-floor raises right after the merge.
   #loadedKey: string | undefined;
-  #keptWriteFloor: Position | undefined;
+  #storeCovered = false;
+  #raisesAtLoad = 0;
   #loading: Promise<void> | undefined;
   #written = false;
 
@@ -337,8 +336,9 @@ export class RequestExchange<Req> implements RequestConsistency, RoutePreparatio
     this.#loading = store.get(key).then(
       (kept) => {
         this.#loading = undefined;
-        this.#keptWriteFloor = kept?.writeFloor;
+        this.#storeCovered = kept !== undefined && covers(kept, this.session.state);
         if (kept !== undefined) absorbState(this.session, kept);
+        this.#raisesAtLoad = this.session.writeFloorRaises;
       },
       (error: unknown) => {
         this.#loading = undefined;
@@ -385,14 +385,12 @@ export class RequestExchange<Req> implements RequestConsistency, RoutePreparatio
       recordStoreFailure(this.#span, error);
       return;
     }
-    const floor = this.session.writeFloor;
-    if (key === undefined || floor === undefined) return;
-    // The store already has this floor when it was merged from there and not moved since.
-    const kept = this.#keptWriteFloor;
+    if (key === undefined || this.session.writeFloor === undefined) return;
+    // The store already has these floors when it held them all at the merge and none moved since.
     if (
       key === this.#loadedKey &&
-      kept !== undefined &&
-      comparePositions(floor, kept) === 'equal'
+      this.#storeCovered &&
+      this.session.writeFloorRaises === this.#raisesAtLoad
     ) {
       return;
     }
@@ -402,10 +400,22 @@ export class RequestExchange<Req> implements RequestConsistency, RoutePreparatio
   }
 }
 
-/** Moves `session`'s floors forward to those of `state` (a user's stored state). */
+/** Moves `session`'s floors forward to those of `state` (a user's stored state), per stream. */
 function absorbState(session: SessionContext, state: SessionState): void {
-  if (state.writeFloor !== undefined) session.noteWrite(state.writeFloor);
-  if (state.readFloor !== undefined) session.noteRead(state.readFloor);
+  for (const { writeFloor, readFloor } of streamFloorsOf(state)) {
+    if (writeFloor !== undefined) session.noteWrite(writeFloor);
+    if (readFloor !== undefined) session.noteRead(readFloor);
+  }
+}
+
+/** True when `kept` has every write floor of `own` (on each stream, at or past it). */
+function covers(kept: SessionState, own: SessionState): boolean {
+  const keptSession = new SessionContext(kept);
+  return streamFloorsOf(own).every(
+    ({ writeFloor }) =>
+      writeFloor === undefined ||
+      hasReached(keptSession.writeFloorOn(writeFloor.stream), writeFloor),
+  );
 }
 
 /** Counts a session store failure and notes it on the request's span. */

@@ -21,6 +21,13 @@ export interface ConsistencyOptions<Req = IncomingMessage> {
    * tokens of another cluster (their stream). Default: `router.replicaSet` if a router is given.
    */
   replicaSet?: ReplicaSet;
+  /**
+   * The replica sets of the other clusters this service's sessions use (one per replicated pool
+   * besides `replicaSet`'s): tokens with floors on their streams are then not of another cluster.
+   * A token naming a stream none of the replica sets has is refused. Default: none (a token is of
+   * another cluster when it names floors, none of them on `replicaSet`'s stream).
+   */
+  otherReplicaSets?: readonly ReplicaSet[];
   /** The router for `req.consistency.read()`. Default: one built from `replicaSet` and the options below. */
   router?: Router;
   /** Level of every request unless a route overrides it. Default `'read-your-writes'`. */
@@ -74,6 +81,8 @@ export interface ResolvedOptions {
   readonly tokens: SessionTokens;
   readonly router: Router | undefined;
   readonly replicaSet: ReplicaSet | undefined;
+  /** The streams a token may name (`VerifyOptions.stream`); undefined while one is unknown. */
+  readonly knownStreams: () => string | readonly string[] | undefined;
   readonly level: ConsistencyLevel;
   readonly reject: boolean;
   readonly secureCookie: boolean | 'auto';
@@ -88,6 +97,7 @@ export interface ResolvedOptions {
 const CONSISTENCY_OPTION_KEYS = [
   'secret',
   'replicaSet',
+  'otherReplicaSets',
   'router',
   'level',
   'onNoCaughtUp',
@@ -149,12 +159,24 @@ export function resolveOptions<Req>(options: ConsistencyOptions<Req>): ResolvedO
       'consistency: userKey must be a function (req) => string | undefined with a store',
     );
   }
+  const others = options.otherReplicaSets ?? [];
+  if (!Array.isArray(others) || others.some((set) => typeof set?.snapshot !== 'function')) {
+    throw configError('consistency: otherReplicaSets must be an array of replica sets');
+  }
+  const streamOf = (set: ReplicaSet) => set.snapshot().leader.position?.stream;
+  const knownStreams = (): string | readonly string[] | undefined => {
+    if (replicaSet === undefined) return undefined;
+    if (others.length === 0) return streamOf(replicaSet);
+    const streams = [replicaSet, ...others].map(streamOf);
+    return streams.includes(undefined) ? undefined : (streams as string[]);
+  };
   const routeHeader = booleanOption('consistency', 'routeHeader', options.routeHeader, false);
   const exposeHeader = booleanOption('consistency', 'exposeHeader', options.exposeHeader, false);
   return {
     tokens,
     router,
     replicaSet,
+    knownStreams,
     level,
     reject: onInvalidToken === 'reject',
     secureCookie,

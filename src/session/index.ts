@@ -2,10 +2,12 @@
 // The Express middleware is exported from `causeway/express` only.
 export {
   currentSession,
+  MAX_SESSION_STREAMS,
   mergeSessionStates,
   newSessionId,
   SessionContext,
   type SessionState,
+  type StreamFloors,
   type WithSessionOptions,
   withSession,
 } from './context.js';
@@ -26,6 +28,7 @@ export {
   type JobSessionCarrier,
   MAX_TOKEN_LENGTH,
   MIN_SECRET_LENGTH,
+  MULTI_STREAM_TOKEN_VERSION,
   SessionTokens,
   type SessionTokensOptions,
   sessionForJob,

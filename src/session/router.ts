@@ -136,8 +136,10 @@ export class Router {
     if (session.floorsUncertain && (lvl === 'read-your-writes' || lvl === 'monotonic')) {
       return toLeader(leader, 'floors-uncertain', lvl);
     }
-    const floor = session.floorFor(lvl);
+    // The session's floors on this replica set's stream; those on other clusters do not apply.
     const leaderAt = leader.position;
+    const stream = leaderAt?.stream;
+    const floor = session.floorFor(lvl, stream);
     if (floor !== undefined && leaderAt !== undefined) {
       if (comparePositions(floor, leaderAt) === 'incomparable') {
         return toLeader(leader, 'new-history', lvl);
@@ -148,7 +150,7 @@ export class Router {
     // One pass: the top-scored replica is the sticky one; the top-scored eligible one is chosen.
     // A replica behind the floor is also checked against the write floor alone, to tell which
     // floor kept the read on the leader without a second pass.
-    const writeFloor = lvl === 'read-your-writes' ? session.writeFloor : undefined;
+    const writeFloor = lvl === 'read-your-writes' ? session.writeFloorOn(stream) : undefined;
     const sessionHash = session.idHash;
     let sticky = -1;
     let stickyScore = -1;
@@ -219,7 +221,10 @@ export class Router {
     if (preparing !== undefined) await preparing;
     const decision = this.decide(session, level);
     if (decision.reason === 'new-history') {
-      session?.rebase();
+      // Only this stream's floors (decide() saw the leader's position on this same snapshot):
+      // the session's floors on other clusters still hold.
+      const stream = this.#currentView().snapshot.leader.position?.stream;
+      if (stream !== undefined) session?.rebase(stream);
       return decision;
     }
     if (decision.target === 'replica' || this.onNoCaughtUp === 'leader') return decision;
@@ -255,10 +260,11 @@ export class Router {
    * that leaves none, the read goes to the leader at once (`'wait-skipped'`).
    */
   async #waitForReplica(session: SessionContext, missed: RouteDecision): Promise<RouteDecision> {
-    const floor = session.floorFor(missed.level)!;
-    // Waiting is worth it when the replica still needs at most waitTimeoutMs.
-    const lagAllowed = this.waitTimeoutMs + session.floorAgeMs(missed.level);
     const view = this.#currentView();
+    const stream = view.snapshot.leader.position?.stream;
+    const floor = session.floorFor(missed.level, stream)!;
+    // Waiting is worth it when the replica still needs at most waitTimeoutMs.
+    const lagAllowed = this.waitTimeoutMs + session.floorAgeMs(missed.level, stream);
     let best: NodeStatus | undefined;
     let bestScore = -1;
     let tooFarBehind = false;

@@ -24,8 +24,10 @@ export interface SessionStore {
   get(key: string): Promise<SessionState | undefined>;
   /**
    * Merges `state` into what is kept for `key` and restarts its time to live. Floors only move
-   * forward: within one history each floor keeps the later position; a position of a newer
-   * history (higher epoch, or another stream) replaces both; one of an older epoch is ignored.
+   * forward, per stream (cluster): within one history each floor keeps the later position; a
+   * position of a newer epoch of its stream replaces both of that stream's floors; one of an older
+   * epoch is ignored; floors on other streams are kept side by side, up to `MAX_SESSION_STREAMS`
+   * (past it, the stream raised least recently is forgotten), as `mergeSessionStates` does.
    * The id kept first stays (so a user keeps one sticky replica).
    */
   set(key: string, state: SessionState): Promise<void>;

@@ -3,22 +3,43 @@ import { trace } from '@opentelemetry/api';
 import { CausewayError, configError, ErrorCode, invalidInput } from '../errors.js';
 import { knownOptions, numberOption } from '../options.js';
 import { Attr, addToCounter, CounterName, EventName } from '../telemetry.js';
-import { currentSession, type SessionContext, type SessionState, withSession } from './context.js';
+import { currentSession, type SessionContext, withSession } from './context.js';
 import type { ConsistencyLevel } from './level.js';
 import type { Position } from './position.js';
+import {
+  floorsOnly,
+  MAX_SESSION_STREAMS,
+  type SessionState,
+  type StreamFloors,
+  streamFloorsOf,
+} from './state.js';
 
 /**
- * Session tokens: `base64url(payload ‖ HMAC-SHA256(payload))`, with the payload
+ * Session tokens: `base64url(payload ‖ HMAC-SHA256(payload))`. A session with floors on one
+ * stream (cluster) at most gets a version 1 payload, as before per-stream floors:
  *
  *     version:u8 (=1)  flags:u8  expiresAt:u32 (Unix seconds)  idLength:u8  id
  *     [streamLength:u8 stream epoch:u32] [writeLsn:u64] [readLsn:u64]
  *
  * (the stream and epoch appear once: both floors always share a history). A 16-character id, a
  * 19-digit PostgreSQL system identifier and both floors make 95 bytes, a 127-character token.
+ * A session with floors on several streams gets version 2, one entry per stream, least recently
+ * raised first:
+ *
+ *     version:u8 (=2)  flags:u8 (=0)  expiresAt:u32  idLength:u8  id  streamCount:u8
+ *     streamCount × (floorFlags:u8 streamLength:u8 stream epoch:u32 [writeLsn:u64] [readLsn:u64])
+ *
+ * With 19-digit system identifiers and both floors on each: 2 streams 184 characters, 8 streams
+ * 512. At most `MAX_SESSION_STREAMS` streams: a token naming more is `'malformed'`.
  */
 export const TOKEN_VERSION = 1;
-/** Longer tokens are refused unread (`'oversized'`): 1024 characters, ~8× the largest real one. */
-export const MAX_TOKEN_LENGTH = 1024;
+/** The version of tokens carrying floors on more than one stream. */
+export const MULTI_STREAM_TOKEN_VERSION = 2;
+/**
+ * Longer tokens are refused unread (`'oversized'`): 2048 characters, above the longest token
+ * `issue` makes (8 streams with 128-byte names and a 64-byte id: 1740).
+ */
+export const MAX_TOKEN_LENGTH = 2048;
 /** Shortest accepted secret, in characters (32: the HMAC-SHA256 key then carries >= 128 bits). */
 export const MIN_SECRET_LENGTH = 32;
 const MAC_BYTES = 32;
@@ -55,10 +76,12 @@ export interface SessionTokensOptions {
 
 export interface VerifyOptions {
   /**
-   * The cluster's stream (e.g. the leader position's `stream`); a token whose floors name
-   * another stream is `'other-cluster'`. Default: not checked.
+   * The streams this process knows. One stream (e.g. the leader position's `stream`): a token
+   * with floors, none of them on that stream, is `'other-cluster'` (a token of another
+   * deployment). A list: a token naming any stream outside it is `'other-cluster'`. Default: not
+   * checked.
    */
-  stream?: string | undefined;
+  stream?: string | readonly string[] | undefined;
   /** The current time in ms (tests). Default `Date.now()`. */
   now?: number;
 }
@@ -100,46 +123,38 @@ export class SessionTokens {
     this.ttlMs = numberOption('SessionTokens', 'ttlMs', ttlMs, 24 * 60 * 60 * 1000, { min: 1000 });
   }
 
-  /** A signed token for `state`, valid for `ttlMs` from `now`. */
+  /**
+   * A signed token for `state`, valid for `ttlMs` from `now`: version 1 when the state has floors
+   * on one stream at most (tokens any earlier version of Causeway verifies), else version 2.
+   */
   issue(state: SessionState, now: number = Date.now()): string {
     const id = Buffer.from(state.id, 'utf8');
     if (id.length === 0 || id.length > MAX_ID_BYTES) {
       throw invalidInput(`session id must be 1..${MAX_ID_BYTES} bytes`);
     }
-    const history = state.writeFloor ?? state.readFloor;
-    const stream = history === undefined ? undefined : Buffer.from(history.stream, 'utf8');
-    if (stream !== undefined && (stream.length === 0 || stream.length > MAX_STREAM_BYTES)) {
-      throw invalidInput(`stream must be 1..${MAX_STREAM_BYTES} bytes`);
+    const streams = streamFloorsOf(state);
+    if (streams.length > MAX_SESSION_STREAMS) {
+      throw invalidInput(`a session token carries at most ${MAX_SESSION_STREAMS} streams`);
     }
-    const size =
-      7 +
-      id.length +
-      (stream === undefined ? 0 : 5 + stream.length) +
-      (state.writeFloor ? 8 : 0) +
-      (state.readFloor ? 8 : 0);
+    if (new Set(streams.map(streamOf)).size !== streams.length) {
+      throw invalidInput('a session state names each stream once');
+    }
+    const entries = streams.map(encodeStreamFloors);
+    const single = entries.length <= 1;
+    const floorBytes = entries.reduce((sum, entry) => sum + entry.length, 0);
+    // Version 1 has no per-entry flags byte; version 2 adds the count.
+    const size = 7 + id.length + (single ? floorBytes - entries.length : 1 + floorBytes);
     const bytes = Buffer.allocUnsafe(size + MAC_BYTES);
-    bytes[0] = TOKEN_VERSION;
-    bytes[1] = (state.writeFloor ? HAS_WRITE_FLOOR : 0) | (state.readFloor ? HAS_READ_FLOOR : 0);
+    bytes[0] = single ? TOKEN_VERSION : MULTI_STREAM_TOKEN_VERSION;
+    bytes[1] = single ? (entries[0]?.[0] ?? 0) : 0;
     bytes.writeUInt32BE(Math.min(Math.floor((now + this.ttlMs) / 1000), 0xffffffff), 2);
     bytes[6] = id.length;
     let at = 7 + id.copy(bytes, 7);
-    if (history !== undefined && stream !== undefined) {
-      bytes[at++] = stream.length;
-      at += stream.copy(bytes, at);
-      if (!Number.isInteger(history.epoch) || history.epoch < 0 || history.epoch > 0xffffffff) {
-        throw invalidInput('epoch must be a 32-bit unsigned integer');
-      }
-      at = bytes.writeUInt32BE(history.epoch, at);
-      for (const floor of [state.writeFloor, state.readFloor]) {
-        if (floor === undefined) continue;
-        if (floor.stream !== history.stream || floor.epoch !== history.epoch) {
-          throw invalidInput('both floors must share stream and epoch');
-        }
-        if (floor.lsn < 0n || floor.lsn > MAX_LSN) {
-          throw invalidInput('lsn must fit in 64 unsigned bits');
-        }
-        at = bytes.writeBigUInt64BE(floor.lsn, at);
-      }
+    if (single) {
+      if (entries[0] !== undefined) entries[0].copy(bytes, at, 1);
+    } else {
+      bytes[at++] = entries.length;
+      for (const entry of entries) at += entry.copy(bytes, at);
     }
     mac(this.#keys[0]!, bytes.subarray(0, size)).copy(bytes, size);
     return bytes.toString('base64url');
@@ -162,12 +177,7 @@ export class SessionTokens {
       this.#recent.set(token, verified);
     }
     if (verified.expiresAt <= (options.now ?? Date.now())) throw invalidToken('expired');
-    const history = verified.state.writeFloor ?? verified.state.readFloor;
-    if (
-      options.stream !== undefined &&
-      history !== undefined &&
-      history.stream !== options.stream
-    ) {
+    if (options.stream !== undefined && !knowsStreams(verified.state, options.stream)) {
       throw invalidToken('other-cluster');
     }
     return verified;
@@ -182,14 +192,18 @@ export class SessionTokens {
     if (bytes.length < 7 + MAC_BYTES || bytes.toString('base64url') !== token) {
       throw invalidToken('malformed');
     }
-    if (bytes[0] !== TOKEN_VERSION) throw invalidToken('unsupported-version');
+    const version = bytes[0];
+    if (version !== TOKEN_VERSION && version !== MULTI_STREAM_TOKEN_VERSION) {
+      throw invalidToken('unsupported-version');
+    }
     const size = bytes.length - MAC_BYTES;
     const payload = bytes.subarray(0, size);
     const tag = bytes.subarray(size);
     if (!this.#keys.some((key) => timingSafeEqual(mac(key, payload), tag))) {
       throw invalidToken('bad-signature');
     }
-    return { state: parsePayload(payload), expiresAt: payload.readUInt32BE(2) * 1000 };
+    const state = version === TOKEN_VERSION ? parsePayload(payload) : parseStreams(payload);
+    return { state, expiresAt: payload.readUInt32BE(2) * 1000 };
   }
 
   /** True when less than half of a verified token's lifetime is left (re-issue it). */
@@ -244,6 +258,92 @@ function parsePayload(payload: Buffer): SessionState {
   if (flags & HAS_READ_FLOOR) readFloor = { stream, epoch, lsn: payload.readBigUInt64BE(at) };
   if (writeFloor && readFloor) return { id, writeFloor, readFloor };
   return writeFloor ? { id, writeFloor } : { id, readFloor: readFloor! };
+}
+
+/** Parses a signed version 2 payload (floors on several streams). */
+function parseStreams(payload: Buffer): SessionState {
+  const idLength = payload[6]!;
+  let at = 7 + idLength;
+  if (idLength === 0 || at >= payload.length || payload[1] !== 0) throw invalidToken('malformed');
+  const id = payloadText(payload, 7, at, MAX_ID_BYTES);
+  const count = payload[at++]!;
+  if (count < 2 || count > MAX_SESSION_STREAMS) throw invalidToken('malformed');
+  const streams: StreamFloors[] = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const flags = payload[at] ?? 0;
+    const streamLength = payload[at + 1] ?? 0;
+    const streamEnd = at + 2 + streamLength;
+    const end =
+      streamEnd + 4 + (flags & HAS_WRITE_FLOOR ? 8 : 0) + (flags & HAS_READ_FLOOR ? 8 : 0);
+    if (flags === 0 || flags > 3 || streamLength === 0 || end > payload.length) {
+      throw invalidToken('malformed');
+    }
+    const stream = payloadText(payload, at + 2, streamEnd, MAX_STREAM_BYTES);
+    if (seen.has(stream)) throw invalidToken('malformed');
+    seen.add(stream);
+    const epoch = payload.readUInt32BE(streamEnd);
+    at = streamEnd + 4;
+    let writeFloor: Position | undefined;
+    let readFloor: Position | undefined;
+    if (flags & HAS_WRITE_FLOOR) {
+      writeFloor = { stream, epoch, lsn: payload.readBigUInt64BE(at) };
+      at += 8;
+    }
+    if (flags & HAS_READ_FLOOR) {
+      readFloor = { stream, epoch, lsn: payload.readBigUInt64BE(at) };
+      at += 8;
+    }
+    streams.push(floorsOnly(writeFloor, readFloor));
+  }
+  if (at !== payload.length) throw invalidToken('malformed');
+  const latest = streams.pop()!;
+  return { id, ...latest, otherStreams: streams };
+}
+
+/**
+ * One stream's floors as a version 2 entry: floorFlags, streamLength, stream, epoch, LSNs
+ * (version 1 uses the same bytes without floorFlags, which goes to the header's flags).
+ */
+function encodeStreamFloors({ writeFloor, readFloor }: StreamFloors): Buffer {
+  const history = (writeFloor ?? readFloor)!;
+  const stream = Buffer.from(history.stream, 'utf8');
+  if (stream.length === 0 || stream.length > MAX_STREAM_BYTES) {
+    throw invalidInput(`stream must be 1..${MAX_STREAM_BYTES} bytes`);
+  }
+  if (!Number.isInteger(history.epoch) || history.epoch < 0 || history.epoch > 0xffffffff) {
+    throw invalidInput('epoch must be a 32-bit unsigned integer');
+  }
+  const entry = Buffer.allocUnsafe(6 + stream.length + (writeFloor ? 8 : 0) + (readFloor ? 8 : 0));
+  entry[0] = (writeFloor ? HAS_WRITE_FLOOR : 0) | (readFloor ? HAS_READ_FLOOR : 0);
+  entry[1] = stream.length;
+  let at = 2 + stream.copy(entry, 2);
+  at = entry.writeUInt32BE(history.epoch, at);
+  for (const floor of [writeFloor, readFloor]) {
+    if (floor === undefined) continue;
+    if (floor.stream !== history.stream || floor.epoch !== history.epoch) {
+      throw invalidInput('both floors must share stream and epoch');
+    }
+    if (floor.lsn < 0n || floor.lsn > MAX_LSN) {
+      throw invalidInput('lsn must fit in 64 unsigned bits');
+    }
+    at = entry.writeBigUInt64BE(floor.lsn, at);
+  }
+  return entry;
+}
+
+function streamOf(floors: StreamFloors): string {
+  return (floors.writeFloor ?? floors.readFloor)!.stream;
+}
+
+/** True when the streams `state` names pass `known` (see `VerifyOptions.stream`). */
+function knowsStreams(state: SessionState, known: string | readonly string[]): boolean {
+  const streams = streamFloorsOf(state).map(
+    (floors) => (floors.writeFloor ?? floors.readFloor)!.stream,
+  );
+  if (streams.length === 0) return true;
+  if (typeof known === 'string') return streams.includes(known);
+  return streams.every((stream) => known.includes(stream));
 }
 
 function invalidToken(reason: InvalidTokenReason): CausewayError {

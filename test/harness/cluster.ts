@@ -229,7 +229,8 @@ async function waitForStreaming(url: string, timeoutMs = 30_000): Promise<void> 
 }
 
 /**
- * Starts the whole test cluster: primary, two replicas (one lagging), a second primary, Redis
+ * Starts the whole test cluster: primary, two replicas (one lagging), a second primary with a
+ * lagging replica, Redis
  * (`redis` options for it, e.g. `{ appendOnly: true }`; default: no persistence).
  */
 export async function startCluster(
@@ -241,9 +242,10 @@ export async function startCluster(
     startPostgresPrimary({ name: 'primary2' }),
     startRedis(options.redis),
   ]);
-  const [replica, laggingReplica] = await Promise.all([
+  const [replica, laggingReplica, primary2Replica] = await Promise.all([
     startReplica(primary, { name: 'replica1' }),
     startReplica(primary, { name: 'replica2', delayMs: replicaDelayMs }),
+    startReplica(primary2, { name: 'primary2-replica', delayMs: replicaDelayMs }),
   ]);
   return {
     primary,
@@ -251,11 +253,13 @@ export async function startCluster(
     laggingReplica,
     replicaDelayMs,
     primary2,
+    primary2Replica,
     redis,
     async stop() {
       await Promise.allSettled([
         replica.stop(),
         laggingReplica.stop(),
+        primary2Replica.stop(),
         primary.stop(),
         primary2.stop(),
         redis.stop(),
@@ -273,6 +277,7 @@ export function clusterEnv(cluster: Cluster): Record<string, string> {
     CAUSEWAY_TEST_LAGGING_REPLICA_URL: cluster.laggingReplica.url,
     CAUSEWAY_TEST_REPLICA_DELAY_MS: String(cluster.replicaDelayMs),
     CAUSEWAY_TEST_PRIMARY2_URL: cluster.primary2.url,
+    CAUSEWAY_TEST_PRIMARY2_REPLICA_URL: cluster.primary2Replica.url,
     CAUSEWAY_TEST_REDIS_URL: cluster.redis.url,
   };
 }

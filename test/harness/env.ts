@@ -12,6 +12,11 @@ export interface TestEnv {
   replicaDelayMs: number;
   /** A second, independent PostgreSQL primary. */
   primary2Url: string;
+  /**
+   * A streaming replica of the second primary, lagging like `laggingReplicaUrl`; undefined for a
+   * cluster started before the harness made one (`CAUSEWAY_TEST_PRIMARY2_REPLICA_URL`).
+   */
+  primary2ReplicaUrl: string | undefined;
   redisUrl: string;
 }
 
@@ -23,6 +28,9 @@ export const ENV_VARS = {
   primary2Url: 'CAUSEWAY_TEST_PRIMARY2_URL',
   redisUrl: 'CAUSEWAY_TEST_REDIS_URL',
 } as const;
+
+/** Set by the harness, but not required of a cluster started by an older one (see `hasTestEnv`). */
+export const PRIMARY2_REPLICA_URL_VAR = 'CAUSEWAY_TEST_PRIMARY2_REPLICA_URL';
 
 /**
  * True when every variable is set, so no cluster needs starting; false when none is. Some but
@@ -55,6 +63,7 @@ export function testEnv(): TestEnv {
     laggingReplicaUrl: read(ENV_VARS.laggingReplicaUrl),
     replicaDelayMs: Number(read(ENV_VARS.replicaDelayMs)),
     primary2Url: read(ENV_VARS.primary2Url),
+    primary2ReplicaUrl: process.env[PRIMARY2_REPLICA_URL_VAR] || undefined,
     redisUrl: read(ENV_VARS.redisUrl),
   };
 }

@@ -28,6 +28,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     ...(options.appendOnly
       ? ['--appendonly', 'yes', '--appendfsync', 'always']
       : ['--appendonly', 'no']),
+    ...(options.args ?? []),
   ];
   let child: ChildProcess | undefined;
   const entry = { kill: () => child?.kill('SIGKILL') };

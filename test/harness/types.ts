@@ -44,6 +44,8 @@ export interface Cluster {
   readonly replicaDelayMs: number;
   /** A second, independent primary (for transactions across two databases). */
   readonly primary2: PgServer;
+  /** A streaming replica of `primary2` that applies commits `replicaDelayMs` late. */
+  readonly primary2Replica: ReplicaServer;
   readonly redis: RedisServer;
   stop(): Promise<void>;
 }
@@ -64,4 +66,6 @@ export interface RedisOptions {
   name?: string;
   /** Keep data across restarts with an append-only file (`appendfsync always`); default false. */
   appendOnly?: boolean;
+  /** More `redis-server` arguments, e.g. `['--cluster-enabled', 'yes']`. */
+  args?: readonly string[];
 }

@@ -13,6 +13,8 @@ export interface RunTsxOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** The child's working directory; default: this process's. */
   readonly cwd?: string;
+  /** Kill the child (SIGKILL) if it has not exited after this many milliseconds; default: never. */
+  readonly timeoutMs?: number;
 }
 
 /**
@@ -23,7 +25,7 @@ export interface RunTsxOptions {
 export function runTsx(
   file: string,
   args: readonly string[] = [],
-  { env = {}, cwd }: RunTsxOptions = {},
+  { env = {}, cwd, timeoutMs }: RunTsxOptions = {},
 ): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], {
@@ -39,7 +41,12 @@ export function runTsx(
     child.stderr.on('data', (chunk) => {
       stderr += chunk;
     });
+    const killer =
+      timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.on('close', (code, signal) => {
+      clearTimeout(killer);
+      resolve({ code, signal, stdout, stderr });
+    });
   });
 }

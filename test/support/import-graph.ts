@@ -17,6 +17,8 @@ export function sourceFiles(dir: string): string[] {
   const walk = (at: string) => {
     for (const entry of readdirSync(join(repoRoot, at), { withFileTypes: true })) {
       const path = join(at, entry.name);
+      // Generated code is not the project's source (examples/orm/prisma/generated, git-ignored).
+      if (entry.isDirectory() && entry.name === 'generated') continue;
       if (entry.isDirectory()) walk(path);
       else if (entry.name.endsWith('.ts')) found.push(path);
     }

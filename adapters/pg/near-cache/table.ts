@@ -178,8 +178,9 @@ export class NearCacheTable<Row extends object> {
     }
     if (session === undefined) return { kind: 'memory', reason: 'floor-applied' };
     if (session.floorsUncertain) return { kind: 'pool', reason: 'floors-uncertain' };
-    const floor = session.floorFor(level);
     const at = core.position();
+    // The session's floor on this cluster's stream (its floors on other clusters do not apply).
+    const floor = session.floorFor(level, at?.stream);
     if (floor === undefined || at === undefined) return { kind: 'memory', reason: 'floor-applied' };
     const order = comparePositions(at, floor);
     if (order === 'incomparable') return { kind: 'pool', reason: 'other-history' };

@@ -136,7 +136,7 @@ describe('SessionTokens', () => {
     expect(reasonOf(() => tokens.verify('A'.repeat(100 * 1024)))).toBe('oversized');
     expect(reasonOf(() => tokens.verify('A'.repeat(MAX_TOKEN_LENGTH + 1)))).toBe('oversized');
     const bytes = Buffer.from(tokens.issue(full), 'base64url');
-    bytes[0] = 2;
+    bytes[0] = 3;
     expect(reasonOf(() => tokens.verify(bytes.toString('base64url')))).toBe('unsupported-version');
     expect(reasonOf(() => tokens.verify(tokens.issue(full), { stream: 'another' }))).toBe(
       'other-cluster',
