@@ -8,6 +8,7 @@ export {
   fenceGuard,
 } from './fencing/express.js';
 export {
+  type ConsistencyApi,
   type ConsistencyHandler,
   type ConsistencyMiddleware,
   type ConsistencyRequest,

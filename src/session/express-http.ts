@@ -1,26 +1,18 @@
 import type { ServerResponse } from 'node:http';
-import type { CausewayError } from '../errors.js';
 import { levelName } from './level.js';
 import type { RouteDecision } from './route-decision.js';
-import { invalidTokenReason } from './token.js';
 
 // The HTTP side of the consistency middleware: header and cookie names, reading a token from a
-// request, writing cookies and the 400 answer for an untrusted token.
+// request, writing cookies.
 
 /** Header (request and response) and cookie that carry the session token. */
 export const SESSION_HEADER = 'causeway-session';
 /** Debug response header listing each routed read of the request (with `routeHeader: true`). */
 export const ROUTE_HEADER = 'causeway-route';
 
-export function rejectToken(res: ServerResponse, error: CausewayError, clearCookie: string): void {
-  res.statusCode = 400;
-  res.setHeader('content-type', 'application/json; charset=utf-8');
-  appendSetCookie(res, clearCookie);
-  res.end(
-    JSON.stringify({
-      error: { code: error.code, message: error.message, reason: invalidTokenReason(error) },
-    }),
-  );
+/** The `Set-Cookie` value carrying `token`. */
+export function sessionCookie(token: string, cookieTail: string, secure: boolean): string {
+  return `${SESSION_HEADER}=${token}${cookieTail}${secure ? '; Secure' : ''}`;
 }
 
 export function formatRoute(decision: RouteDecision): string {

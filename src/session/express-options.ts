@@ -1,14 +1,19 @@
 import type { IncomingMessage } from 'node:http';
 import { configError } from '../errors.js';
 import { booleanOption, knownOptions, oneOfOption } from '../options.js';
-import { SESSION_HEADER } from './express-http.js';
+import { ROUTE_HEADER, SESSION_HEADER } from './express-http.js';
 import { type ConsistencyLevel, validateLevel } from './level.js';
 import type { ReplicaSet } from './replica-set.js';
 import { type NoCaughtUpPolicy, Router } from './router.js';
 import type { SessionStore } from './session-store.js';
 import { SessionTokens } from './token.js';
 
-export interface ConsistencyOptions {
+/**
+ * Options of `consistency()` and of every framework adapter; `Req` is what `userKey` is given
+ * (Node's request for Express and Nest, Fastify's request, Koa's and Hono's context, a Fetch
+ * `Request`).
+ */
+export interface ConsistencyOptions<Req = IncomingMessage> {
   /** HMAC secret(s), each >= 32 characters; with an array the first signs, all verify. Required. */
   secret: string | readonly string[];
   /**
@@ -50,17 +55,26 @@ export interface ConsistencyOptions {
   /** Adds the `causeway-route` debug header listing each read's target and reason. Default false. */
   routeHeader?: boolean;
   /**
+   * Adds `causeway-session` (and `causeway-route` with `routeHeader`) to
+   * `Access-Control-Expose-Headers` on responses carrying it, so that a cross-origin front end
+   * (`causeway/client`) can read the token. Default false (same-origin clients need nothing).
+   */
+  exposeHeader?: boolean;
+  /**
    * Keeps session state on the server by `userKey`, so read-your-writes follows a user across
-   * devices and cookie-less clients: read when a request starts (merged with its token), merged
-   * back (floors forward only) when the request moved its write floor. If the store fails, that
-   * request's floor-based reads go to the leader. Default: none (the token alone carries state).
+   * devices and cookie-less clients: read before the request's first routed read (merged into
+   * its session), merged back (floors forward only) when the response is written, if the request
+   * moved its write floor or the user became known during it. If the store fails, that request's
+   * floor-based reads go to the leader. Default: none (the token alone carries state).
    */
   store?: SessionStore;
   /**
-   * The user key for `store` (a user, API client or runner id); undefined skips the store.
-   * Install `consistency()` after the middleware that authenticates, so the key is known.
+   * The user key for `store` (a user, API client or runner id); undefined skips the store. It is
+   * evaluated when needed: at the request's first routed read and again when the response is
+   * written, so authentication that runs after `consistency()` (per route) is seen. Login and
+   * signup handlers attach the user with `setUserKey(id)` instead.
    */
-  userKey?: (req: IncomingMessage) => string | undefined;
+  userKey?: (req: Req) => string | undefined;
 }
 
 export interface ResolvedOptions {
@@ -75,8 +89,9 @@ export interface ResolvedOptions {
   readonly cookieTail: string;
   readonly clearCookie: string;
   readonly routeHeader: boolean;
+  readonly exposeHeader: string | undefined;
   readonly store: SessionStore | undefined;
-  readonly userKey: ((req: IncomingMessage) => string | undefined) | undefined;
+  readonly userKey: ((req: never) => string | undefined) | undefined;
 }
 
 const CONSISTENCY_OPTION_KEYS = [
@@ -92,11 +107,12 @@ const CONSISTENCY_OPTION_KEYS = [
   'secureCookie',
   'cookieDomain',
   'routeHeader',
+  'exposeHeader',
   'store',
   'userKey',
 ] as const satisfies readonly (keyof ConsistencyOptions)[];
 
-export function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
+export function resolveOptions<Req>(options: ConsistencyOptions<Req>): ResolvedOptions {
   knownOptions(options, 'consistency', CONSISTENCY_OPTION_KEYS);
   const tokens = new SessionTokens(
     options.ttlMs === undefined
@@ -154,6 +170,8 @@ export function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
     const streams = [replicaSet, ...others].map(streamOf);
     return streams.includes(undefined) ? undefined : (streams as string[]);
   };
+  const routeHeader = booleanOption('consistency', 'routeHeader', options.routeHeader, false);
+  const exposeHeader = booleanOption('consistency', 'exposeHeader', options.exposeHeader, false);
   return {
     tokens,
     router,
@@ -164,7 +182,12 @@ export function resolveOptions(options: ConsistencyOptions): ResolvedOptions {
     secureCookie,
     cookieTail: `; Max-Age=${Math.floor(tokens.ttlMs / 1000)}${common}`,
     clearCookie: `${SESSION_HEADER}=; Max-Age=0${common}`,
-    routeHeader: booleanOption('consistency', 'routeHeader', options.routeHeader, false),
+    routeHeader,
+    exposeHeader: exposeHeader
+      ? routeHeader
+        ? `${SESSION_HEADER}, ${ROUTE_HEADER}`
+        : SESSION_HEADER
+      : undefined,
     store: options.store,
     userKey: options.store === undefined ? undefined : options.userKey,
   };

@@ -15,6 +15,7 @@ import { type ConsistencyLevel, levelName, validateLevel } from './level.js';
 import { comparePositions, hasReached } from './position.js';
 import type { NodeStatus, ReplicaSet } from './replica-set.js';
 import type { RouteDecision, RouteReason } from './route-decision.js';
+import { beforeRoute } from './route-preparation.js';
 import { type ReplicaView, rendezvousScore, replicaView } from './sticky.js';
 
 // Kept where adapters/pg/replicated-pool.ts imports them until it imports from level.ts.
@@ -216,6 +217,8 @@ export class Router {
     session: SessionContext | undefined,
     level?: ConsistencyLevel,
   ): Promise<RouteDecision> {
+    const preparing = session === undefined ? undefined : beforeRoute(session);
+    if (preparing !== undefined) await preparing;
     const decision = this.decide(session, level);
     if (decision.reason === 'new-history') {
       // Only this stream's floors (decide() saw the leader's position on this same snapshot):

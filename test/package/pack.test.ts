@@ -117,6 +117,33 @@ describe('packed package', () => {
     }
   });
 
+  it('a CommonJS Express app require()s causeway/express (Node >= 20.19, as engines says)', () => {
+    const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
+      engines: { node: string };
+    };
+    expect(manifest.engines.node).toBe('^20.19.0 || >=22.12.0');
+    writeFileSync(
+      join(consumer, 'app.cjs'),
+      `const http = require('node:http');
+const express = require('express');
+const { consistency, consistencyOf } = require('causeway/express');
+const app = express();
+app.use(consistency({ secret: 'a-commonjs-app-secret-of-32-chars!' }));
+app.get('/', (req, res) => {
+  consistencyOf(req).session.noteWrite({ stream: 's', epoch: 1, lsn: 7n });
+  res.json({ ok: true });
+});
+const server = app.listen(0, '127.0.0.1', () => {
+  http.get({ host: '127.0.0.1', port: server.address().port, path: '/' }, (res) => {
+    console.log(res.statusCode, typeof res.headers['causeway-session']);
+    server.close();
+  });
+});
+`,
+    );
+    expect(run('node', ['app.cjs'], consumer).trim()).toBe('200 string');
+  });
+
   it('links the `bin` and runs it from the installed package', () => {
     const manifest = JSON.parse(
       readFileSync(join(consumer, 'node_modules', 'causeway', 'package.json'), 'utf8'),
