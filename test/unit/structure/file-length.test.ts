@@ -5,9 +5,9 @@ import { repoRoot, sourceFiles } from '../../support/import-graph.js';
 
 const MAX_LINES = 450;
 
-// Files over the limit that other work is rewriting or splitting now, and the fencing chaos
-// workload (one 480-line closure: splitting it is a refactor to make with a chaos run to check it).
-// TODO: remove each once it is split by role; the test then keeps it under the limit.
+// The fencing chaos workload is one 480-line closure: splitting it is a refactor to make with a
+// chaos run to check it. TODO: split it by role; the test then keeps it under the limit.
+const KNOWN_LONG = ['test/chaos/workloads/fencing.ts'];
 
 function lineCount(file: string): number {
   return readFileSync(join(repoRoot, file), 'utf8').split('\n').length - 1;
