@@ -1,6 +1,8 @@
 // `causeway/client`: for clients that keep no cookies (SPAs on another origin, mobile apps, Node
 // services): keeps the latest session token per origin and sends it back. No dependencies and no
 // Node built-ins, so it bundles for browsers as is.
+import { configError } from '../errors.js';
+import { functionOption, knownOptions, stringOption } from '../options.js';
 
 /** The header that carries the session token both ways. */
 export const SESSION_HEADER = 'causeway-session';
@@ -28,7 +30,20 @@ export interface TokenJarOptions {
 
 /** A token jar in memory, or in `storage` (e.g. `sessionStorage`: one tab's session). */
 export function createTokenJar(options: TokenJarOptions = {}): TokenJar {
-  const { storage, keyPrefix = 'causeway-session:' } = options;
+  const { storage } = knownOptions(options, 'createTokenJar', ['storage', 'keyPrefix']);
+  const keyPrefix = stringOption(
+    'createTokenJar',
+    'keyPrefix',
+    options.keyPrefix,
+    'causeway-session:',
+    true,
+  );
+  if (
+    storage !== undefined &&
+    (typeof storage?.getItem !== 'function' || typeof storage.setItem !== 'function')
+  ) {
+    throw configError('createTokenJar: storage must have getItem and setItem (Web Storage)');
+  }
   if (storage === undefined) {
     const tokens = new Map<string, string>();
     return {
@@ -40,6 +55,15 @@ export function createTokenJar(options: TokenJarOptions = {}): TokenJar {
     get: (origin) => storage.getItem(keyPrefix + origin) ?? undefined,
     set: (origin, token) => storage.setItem(keyPrefix + origin, token),
   };
+}
+
+/** `jar` when it is one, a jar in memory when undefined, else `CONFIG`. */
+function checkJar(owner: string, jar: TokenJar | undefined): TokenJar {
+  if (jar === undefined) return createTokenJar();
+  if (typeof jar?.get !== 'function' || typeof jar.set !== 'function') {
+    throw configError(`${owner}: jar must be a token jar (get and set)`);
+  }
+  return jar;
 }
 
 /** The origin of `url` (relative URLs against the page's location), '' when it has none. */
@@ -69,8 +93,11 @@ export interface SessionFetchOptions {
  * (`consistency({ exposeHeader: true })`).
  */
 export function sessionFetch(options: SessionFetchOptions = {}): FetchLike {
-  const jar = options.jar ?? createTokenJar();
-  const inner = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  knownOptions(options, 'sessionFetch', ['jar', 'fetch']);
+  const jar = checkJar('sessionFetch', options.jar);
+  const inner = functionOption<FetchLike>('sessionFetch: fetch', options.fetch, (input, init) =>
+    globalThis.fetch(input, init),
+  );
   return async (input, init) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     const origin = originOf(url);
@@ -120,7 +147,8 @@ export interface AxiosLike {
  * does; returns a function removing them. `jar` default: a jar in memory.
  */
 export function useSessionTokens(axios: AxiosLike, options: { jar?: TokenJar } = {}): () => void {
-  const jar = options.jar ?? createTokenJar();
+  knownOptions(options, 'useSessionTokens', ['jar']);
+  const jar = checkJar('useSessionTokens', options.jar);
   const onRequest = (config: AxiosRequestConfigLike): AxiosRequestConfigLike => {
     const token = jar.get(originOf(config.url ?? '', config.baseURL));
     if (token === undefined) return config;

@@ -1,6 +1,7 @@
 // `causeway/fetch`: the session around a Fetch API handler (`Request` in, `Response` out): Next.js
 // route handlers, Bun, Deno, Cloudflare-style `fetch` exports, undici's servers.
 import { CausewayError, configError } from '../errors.js';
+import { knownOptions } from '../options.js';
 import {
   type ConsistencyApi,
   ConsistencyCore,
@@ -54,10 +55,8 @@ export function consistency(options: FetchConsistencyOptions): FetchConsistency 
   return {
     ...consistencyApi(core),
     withConsistency(handler, handlerOptions = {}) {
-      const level =
-        handlerOptions.level === undefined
-          ? undefined
-          : validateLevel(handlerOptions.level, 'level');
+      const { level: given } = knownOptions(handlerOptions, 'withConsistency', ['level']);
+      const level = given === undefined ? undefined : validateLevel(given, 'level');
       return async (request, ...args) => {
         const exchange = core.begin({
           header: request.headers.get(SESSION_HEADER) ?? undefined,

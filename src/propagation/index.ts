@@ -10,6 +10,7 @@ import {
   type TextMapSetter,
 } from '@opentelemetry/api';
 import { CausewayError, invalidInput } from '../errors.js';
+import { knownOptions } from '../options.js';
 import {
   currentSession,
   SessionContext,
@@ -127,7 +128,8 @@ export function withFloor<T>(
   fn: (session: SessionContext) => T,
   options: { level?: ConsistencyLevel } = {},
 ): T {
-  const session = new SessionContext(undefined, options.level);
+  const { level } = knownOptions(options, 'withFloor', ['level']);
+  const session = new SessionContext(undefined, level);
   if (position !== undefined) session.noteWrite(toPosition(position));
   return withSession(session, fn);
 }

@@ -4,7 +4,8 @@ import type pg from 'pg';
 import {
   type ConsistencyLevel,
   configError,
-  optionsObject,
+  knownOptions,
+  numberOption,
   validateLevel,
 } from '../../../src/adapter-kit.js';
 import { isQueryablePool, type PgQueryablePool, quoteTable } from '../sql.js';
@@ -79,11 +80,25 @@ export interface ResolvedNearCacheOptions {
   readonly slotCheckIntervalMs: number;
 }
 
+const NEAR_CACHE_OPTION_KEYS = [
+  'primary',
+  'pool',
+  'tables',
+  'publication',
+  'slotName',
+  'level',
+  'waitTimeoutMs',
+  'maxRows',
+  'maxBytes',
+  'retryDelayMs',
+  'slotCheckIntervalMs',
+] as const satisfies readonly (keyof NearCacheOptions)[];
+
 const SLOT_NAME = /^[a-z0-9_]{1,63}$/;
 const PUBLICATION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 export function resolveOptions(given: NearCacheOptions): ResolvedNearCacheOptions {
-  const options = optionsObject(given, 'NearCache');
+  const options = knownOptions(given, 'NearCache', NEAR_CACHE_OPTION_KEYS);
   if (
     typeof options.primary !== 'string' &&
     (typeof options.primary !== 'object' || options.primary === null)
@@ -123,11 +138,11 @@ export function resolveOptions(given: NearCacheOptions): ResolvedNearCacheOption
     publication,
     slotName,
     level: options.level === undefined ? 'eventual' : validateLevel(options.level, 'level'),
-    waitTimeoutMs: nonNegative(options.waitTimeoutMs ?? 50, 'waitTimeoutMs'),
-    maxRows: nonNegative(options.maxRows ?? 1_000_000, 'maxRows'),
-    maxBytes: nonNegative(options.maxBytes ?? 512 * 1024 * 1024, 'maxBytes'),
-    retryDelayMs: nonNegative(options.retryDelayMs ?? 1000, 'retryDelayMs'),
-    slotCheckIntervalMs: nonNegative(options.slotCheckIntervalMs ?? 5000, 'slotCheckIntervalMs'),
+    waitTimeoutMs: nonNegative('waitTimeoutMs', options.waitTimeoutMs, 50),
+    maxRows: nonNegative('maxRows', options.maxRows, 1_000_000),
+    maxBytes: nonNegative('maxBytes', options.maxBytes, 512 * 1024 * 1024),
+    retryDelayMs: nonNegative('retryDelayMs', options.retryDelayMs, 1000),
+    slotCheckIntervalMs: nonNegative('slotCheckIntervalMs', options.slotCheckIntervalMs, 5000),
   };
 }
 
@@ -158,9 +173,6 @@ function resolveTables(tables: readonly (string | NearCacheTableOption)[]): Tabl
   });
 }
 
-function nonNegative(value: number, option: string): number {
-  if (typeof value !== 'number' || Number.isNaN(value) || value < 0) {
-    throw configError(`NearCache: ${option} must be a number >= 0`, { [option]: value });
-  }
-  return value;
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  return numberOption('NearCache', name, value, fallback, { min: 0 });
 }

@@ -1,15 +1,12 @@
 /**
- * Options objects of every public constructor and factory, fuzzed: whole junk, or a valid
- * object with one or two properties (required or optional) replaced by junk. Each either builds
- * (and is closed again) or throws a `CONFIG` or `INVALID_INPUT` `CausewayError`; never a
- * `TypeError` or anything else. Each also refuses, with `CONFIG`, every known key misspelt (naming
- * the key meant) and a key it does not know at all. The pg pools and the Redis client are real
- * and never connect: construction does no I/O.
+ * Options objects of the core's and the storage adapters' public constructors and factories,
+ * fuzzed (test/support/options-fuzz.ts; the framework, client and job integrations:
+ * options-integrations.fuzz.test.ts). The pg pools and the Redis client are real and never
+ * connect: construction does no I/O.
  */
-import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll } from 'vitest';
 import {
   MemoryDecisionLog,
   MemoryFenceGuard,
@@ -35,7 +32,6 @@ import {
   RedisSessionStore,
   RedisVersionedStore,
 } from '../../../adapters/redis/index.js';
-import { isCausewayError } from '../../../src/errors.js';
 import { consistency, fenceGuard } from '../../../src/express.js';
 import {
   createConflictHandler,
@@ -47,10 +43,8 @@ import {
   TwoPhaseCoordinator,
 } from '../../../src/index.js';
 import { checkHistory, HistoryRecorder } from '../../../src/testing/index.js';
-import { junkOptionsArb, succeedsOrRefuses } from '../../support/junk.js';
+import { fuzzOptions, HANDLER_KEYS, type OptionsSubject } from '../../support/options-fuzz.js';
 
-const OPTION_ERRORS = ['CONFIG', 'INVALID_INPUT'];
-const RUNS = Number(process.env.FUZZ_RUNS ?? 60);
 const SECRET = 's'.repeat(32);
 
 // Never connected: nothing in these tests sends a query or a command.
@@ -61,26 +55,9 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-/** Releases whatever a successful construction owns. */
-async function release(built: unknown): Promise<void> {
-  const owner = built as { close?: () => Promise<void>; end?: () => Promise<void> };
-  if (typeof owner?.close === 'function') await owner.close();
-  else if (typeof owner?.end === 'function') await owner.end();
-}
-
-interface Subject {
-  readonly name: string;
-  /** A valid options object (fresh each call). */
-  readonly base: () => Record<string, unknown>;
-  /** Optional properties not in `base` that junk may also land on. */
-  readonly optional?: readonly string[];
-  readonly build: (options: never) => unknown;
-}
-
-const HANDLER_KEYS = { siblings: ['maxSiblings'], lww: ['clock', 'tombstoneGraceMs'] };
 const handlerOptionals = [...HANDLER_KEYS.siblings, ...HANDLER_KEYS.lww];
 
-const subjects: Subject[] = [
+const subjects: OptionsSubject[] = [
   {
     name: 'HybridLogicalClock',
     base: () => ({ nodeId: 'node-1' }),
@@ -150,7 +127,9 @@ const subjects: Subject[] = [
       'ttlMs',
       'secureCookie',
       'cookieDomain',
+      'otherReplicaSets',
       'routeHeader',
+      'exposeHeader',
       'store',
       'userKey',
     ],
@@ -278,8 +257,13 @@ const subjects: Subject[] = [
   {
     name: 'RedisLeaseManager',
     base: () => ({ redis }),
-    optional: ['keyPrefix'],
+    optional: ['keyPrefix', 'waitForReplicas'],
     build: (o) => new RedisLeaseManager(o),
+  },
+  {
+    name: 'RedisLeaseManager waitForReplicas',
+    base: () => ({ replicas: 1, timeoutMs: 100 }),
+    build: (o) => new RedisLeaseManager({ redis, waitForReplicas: o }),
   },
   {
     name: 'RedisFenceGuard',
@@ -300,61 +284,4 @@ const subjects: Subject[] = [
   },
 ];
 
-describe('public constructors and factories refuse junk options with CONFIG or INVALID_INPUT', () => {
-  for (const subject of subjects) {
-    it(`${subject.name} (${RUNS} runs)`, async () => {
-      await fc.assert(
-        fc.asyncProperty(junkOptionsArb(subject.base, subject.optional), async (options) => {
-          const built = await succeedsOrRefuses(
-            () => subject.build(options as never),
-            OPTION_ERRORS,
-          );
-          if (built.ok) await release(built.value);
-        }),
-        { numRuns: RUNS },
-      );
-    });
-  }
-});
-
-/** `key` with its last letter's case flipped: one slip of the shift key. */
-function misspelt(key: string): string {
-  const last = key.at(-1)!;
-  const flipped = last === last.toUpperCase() ? last.toLowerCase() : last.toUpperCase();
-  return key.slice(0, -1) + flipped;
-}
-
-describe('public constructors and factories refuse unknown option keys with CONFIG', () => {
-  for (const subject of subjects) {
-    it(`${subject.name}: a misspelt key names the right one, a foreign key is refused`, async () => {
-      const { handler } = subject.base() as { handler?: 'lww' | 'siblings' };
-      // A store's options are its own and its handler's: the other handler's are unknown.
-      const foreignToHandler =
-        handler === undefined ? [] : HANDLER_KEYS[handler === 'lww' ? 'siblings' : 'lww'];
-      const keys = [...Object.keys(subject.base()), ...(subject.optional ?? [])].filter(
-        (key) => !foreignToHandler.includes(key),
-      );
-      for (const key of keys) {
-        const refusal = await configRefusal(() =>
-          subject.build({ ...subject.base(), [misspelt(key)]: 1 } as never),
-        );
-        expect(refusal, `${misspelt(key)} was accepted`).toContain(`did you mean ${key}?`);
-      }
-      const foreign = await configRefusal(() =>
-        subject.build({ ...subject.base(), zzzUnknownOption: true } as never),
-      );
-      expect(foreign).toContain('unknown option "zzzUnknownOption"');
-    });
-  }
-});
-
-/** The message of the CONFIG error `build` throws, or undefined when it builds (then released). */
-async function configRefusal(build: () => unknown): Promise<string | undefined> {
-  try {
-    await release(await build());
-    return undefined;
-  } catch (error) {
-    expect(isCausewayError(error, 'CONFIG'), String(error)).toBe(true);
-    return (error as Error).message;
-  }
-}
+fuzzOptions(subjects);
