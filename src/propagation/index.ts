@@ -9,8 +9,8 @@ import {
   type TextMapPropagator,
   type TextMapSetter,
 } from '@opentelemetry/api';
-import { CausewayError, invalidInput } from '../errors.js';
-import { knownOptions } from '../options.js';
+import { CausewayError, configError, invalidInput } from '../errors.js';
+import { functionOption, knownOptions } from '../options.js';
 import {
   currentSession,
   SessionContext,
@@ -44,7 +44,7 @@ export class SessionPropagator implements TextMapPropagator {
   readonly #signer: SessionSigner;
 
   constructor(signer: SessionSigner) {
-    this.#signer = signer;
+    this.#signer = checkSigner('SessionPropagator', signer);
   }
 
   inject(context: Context, carrier: unknown, setter: TextMapSetter): void {
@@ -70,6 +70,14 @@ export class SessionPropagator implements TextMapPropagator {
   }
 }
 
+/** `signer` when it has `issue` and `verify` (a `consistency()` handler does), else `CONFIG`. */
+function checkSigner(owner: string, signer: SessionSigner): SessionSigner {
+  if (typeof signer?.issue !== 'function' || typeof signer.verify !== 'function') {
+    throw configError(`${owner}: signer must be a consistency() handler (issue and verify)`);
+  }
+  return signer;
+}
+
 /** The session state a `SessionPropagator` extracted into `context`, if any. */
 export function sessionFromContext(context: Context): SessionState | undefined {
   return context.getValue(SESSION_STATE) as SessionState | undefined;
@@ -84,7 +92,10 @@ type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<
  * foreign answer is ignored. Outside a session it is plain `fetch`.
  */
 export function forwardingFetch(signer: SessionSigner, inner?: FetchLike): FetchLike {
-  const send = inner ?? ((input, init) => globalThis.fetch(input, init));
+  checkSigner('forwardingFetch', signer);
+  const send = functionOption<FetchLike>('forwardingFetch: inner', inner, (input, init) =>
+    globalThis.fetch(input, init),
+  );
   return async (input, init) => {
     const session = currentSession();
     if (session === undefined) return send(input, init);

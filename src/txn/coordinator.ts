@@ -1,6 +1,6 @@
 import type { Span } from '@opentelemetry/api';
 import { configError, ErrorCode, isCausewayError } from '../errors.js';
-import { functionOption, knownOptions, optionsObject } from '../options.js';
+import { functionOption, knownOptions } from '../options.js';
 import { Attr, addToCounter, CounterName, SpanName, withSpan } from '../telemetry.js';
 import { Deadlines } from './deadlines.js';
 import { DecisionBatcher } from './decision-batcher.js';
@@ -158,7 +158,10 @@ export class TwoPhaseCoordinator {
     functionOption('onHeuristic', options.onHeuristic);
     functionOption('onRecoveryError', options.onRecoveryError);
     if (options.hooks !== undefined) {
-      functionOption('hooks.onStep', optionsObject(options.hooks, 'hooks').onStep);
+      functionOption(
+        'hooks.onStep',
+        knownOptions(options.hooks, 'TwoPhaseCoordinator: hooks', ['onStep']).onStep,
+      );
     }
     if (options.leases !== undefined && typeof options.leases?.acquire !== 'function') {
       throw configError('leases must be a LeaseManager (with acquire)');
@@ -229,7 +232,7 @@ export class TwoPhaseCoordinator {
     if (this.closed) throw configError('the coordinator is closed');
     const timeoutMs = positive(
       'timeoutMs',
-      optionsObject(options, 'transaction').timeoutMs,
+      knownOptions(options, 'transaction', ['timeoutMs']).timeoutMs,
       this.options.transactionTimeoutMs,
     );
     const gid = newTxnGid(this.options.coordinatorId);
@@ -274,7 +277,11 @@ export class TwoPhaseCoordinator {
     this.recoverer.start(
       Math.max(
         1,
-        positive('intervalMs', optionsObject(options, 'startRecovery').intervalMs, 60_000),
+        positive(
+          'intervalMs',
+          knownOptions(options, 'startRecovery', ['intervalMs']).intervalMs,
+          60_000,
+        ),
       ),
       this.options.onRecoveryError,
     );

@@ -5,7 +5,7 @@
  * constructors: options.fuzz.test.ts).
  */
 import fc from 'fast-check';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryDecisionLog, MemoryParticipant } from '../../../adapters/memory/index.js';
 import {
   LamportClock,
@@ -13,6 +13,7 @@ import {
   TwoPhaseCoordinator,
   withSession,
 } from '../../../src/index.js';
+import { forwardingFetch, SessionPropagator } from '../../../src/propagation/index.js';
 import { junkArb, succeedsOrRefuses } from '../../support/junk.js';
 
 const OPTION_ERRORS = ['CONFIG', 'INVALID_INPUT'];
@@ -67,6 +68,33 @@ describe('options used after construction', () => {
   });
 });
 
+describe('options used after construction refuse unknown keys with CONFIG', () => {
+  it('TwoPhaseCoordinator hooks, transaction() and startRecovery()', async () => {
+    const base = {
+      coordinatorId: 'keys',
+      log: new MemoryDecisionLog(),
+      participants: { a: new MemoryParticipant({ name: 'a' }) },
+    };
+    expect(
+      () => new TwoPhaseCoordinator({ ...base, hooks: { onstep: () => {} } as never }),
+    ).toThrow('TwoPhaseCoordinator: hooks: unknown option "onstep" (did you mean onStep?)');
+    const coordinator = new TwoPhaseCoordinator(base);
+    try {
+      await expect(
+        coordinator.transaction(() => undefined, { timeoutMS: 10 } as never),
+      ).rejects.toMatchObject({
+        code: 'CONFIG',
+        message: 'transaction: unknown option "timeoutMS" (did you mean timeoutMs?)',
+      });
+      expect(() => coordinator.startRecovery({ interval: 10 } as never)).toThrow(
+        'startRecovery: unknown option "interval" (did you mean intervalMs?)',
+      );
+    } finally {
+      await coordinator.close();
+    }
+  });
+});
+
 describe('positional arguments that configure', () => {
   it(`LamportClock(nodeId) (${RUNS} runs)`, async () => {
     await fc.assert(
@@ -75,6 +103,22 @@ describe('positional arguments that configure', () => {
       }),
       { numRuns: RUNS },
     );
+  });
+
+  it(`SessionPropagator(signer) and forwardingFetch(signer, inner) (${RUNS} runs)`, async () => {
+    await fc.assert(
+      fc.asyncProperty(junkArb, junkArb, async (signer, inner) => {
+        await succeedsOrRefuses(() => new SessionPropagator(signer as never), OPTION_ERRORS);
+        await succeedsOrRefuses(
+          () => forwardingFetch(signer as never, inner as never),
+          OPTION_ERRORS,
+        );
+      }),
+      { numRuns: RUNS },
+    );
+    // Refused at construction, not at the first request.
+    expect(() => new SessionPropagator({} as never)).toThrow('signer must be a consistency()');
+    expect(() => forwardingFetch({} as never)).toThrow('signer must be a consistency()');
   });
 
   it(`SessionContext(state, level) and withSession(state, fn, options) (${RUNS} runs)`, async () => {
