@@ -8,11 +8,12 @@
  * writes; then SIGCONT, and the paused holder's next write goes out with its old token.
  *
  * `verify()` reads each storage's own log of accepted writes (appended in the same transaction
- * or script as the write) and checks: the accepted tokens never go backwards in the storage's
- * order (a lower token accepted after a higher one counts in `staleWritesAccepted`); every
- * acknowledged write is in the log and every rejected one is not; every rejection had a newer
- * token to lose to; the stored value is the last logged write's; and each lease's tokens grow
- * in real time (a grant that began after another ended has a larger token), across restarts.
+ * or script as the write) and checks (fencing-check.ts): the accepted tokens never go
+ * backwards in the storage's order (a lower token accepted after a higher one counts in
+ * `staleWritesAccepted`); every acknowledged write is in the log and every rejected one is not;
+ * every rejection had a newer token to lose to; the stored value is the last logged write's;
+ * and each lease's tokens grow in real time (a grant that began after another ended has a
+ * larger token), across restarts.
  *
  * Redis without persistence (the harness default) loses the log, the fence and the counter
  * on a restart. The workload notices (the data epoch changes) and reports what that costs in
@@ -28,6 +29,18 @@ import { sleep } from '../../../src/util/timers.js';
 import type { Cluster } from '../../harness/cluster.js';
 import type { ChaosContext, Fault, Workload, WorkloadReport } from '../types.js';
 import { type ChildHandle, pauseProcess, spawnChild } from './child-process.js';
+import {
+  checkGrants,
+  checkLog,
+  checkRedisLosses,
+  checkRejections,
+  type FencingTally,
+  type Grant,
+  type LoggedWrite,
+  newestToken,
+  redisDataSets,
+  type WriteRecord,
+} from './fencing-check.js';
 import type {
   FencingBackend,
   FencingChildConfig,
@@ -38,9 +51,6 @@ import type {
 } from './fencing-child.js';
 
 const CHILD_SCRIPT = fileURLToPath(new URL('./fencing-child.ts', import.meta.url));
-
-/** Two events on different processes this close together are not ordered by their times. */
-const CLOCK_MARGIN_MS = 10;
 
 export interface FencingWorkloadOptions {
   /** Lease holders, one child process each. Default: 3. */
@@ -57,40 +67,6 @@ export interface FencingWorkloadOptions {
   termWrites?: readonly [number, number];
   /** A pause lasts the ttl plus a seeded extra in this range. Default: [250, 700] ms. */
   pauseExtraMs?: readonly [number, number];
-}
-
-/** The largest of `tokens`, 0 for none. */
-function newestToken(tokens: readonly bigint[]): bigint {
-  let newest = 0n;
-  for (const token of tokens) if (token > newest) newest = token;
-  return newest;
-}
-
-interface Grant {
-  readonly holder: string;
-  readonly token: bigint;
-  readonly startedAt: number;
-  readonly grantedAt: number;
-}
-
-interface WriteRecord {
-  readonly id: string;
-  readonly backend: FencingBackend;
-  readonly holder: string;
-  readonly token: bigint;
-  readonly startedAt: number;
-  result: 'pending' | 'ok' | 'stale' | 'error';
-  endedAt?: number;
-  seq?: number;
-  epoch?: string;
-  /** Written by a holder after it was paused with this write's token. */
-  afterPause?: boolean;
-}
-
-interface LoggedWrite {
-  readonly seq: number;
-  readonly token: bigint;
-  readonly id: string;
 }
 
 export interface FencingStats {
@@ -288,52 +264,6 @@ export function fencingWorkload(options: FencingWorkloadOptions = {}): FencingWo
     },
   };
 
-  /** Real-time order of grants: one that began after another was granted has a larger token. */
-  const checkGrants = (backend: FencingBackend, failures: string[]): number => {
-    const byGranted = [...grants[backend]].sort((a, b) => a.grantedAt - b.grantedAt);
-    const byStarted = [...grants[backend]].sort((a, b) => a.startedAt - b.startedAt);
-    let broken = 0;
-    let next = 0;
-    let newest: Grant | undefined;
-    for (const grant of byStarted) {
-      while (
-        next < byGranted.length &&
-        byGranted[next]!.grantedAt + CLOCK_MARGIN_MS < grant.startedAt
-      ) {
-        const candidate = byGranted[next++]!;
-        if (newest === undefined || candidate.token > newest.token) newest = candidate;
-      }
-      if (newest !== undefined && grant.token <= newest.token) {
-        broken++;
-        failures.push(
-          `${backend} lease token went backwards: ${grant.holder} got ${grant.token} after ` +
-            `${newest.holder} had ${newest.token}`,
-        );
-      }
-    }
-    return broken;
-  };
-
-  /** Accepted tokens never go backwards in the storage's order. */
-  const checkOrder = (
-    backend: FencingBackend,
-    logged: readonly LoggedWrite[],
-    failures: string[],
-  ): number => {
-    let accepted = 0;
-    let newest: LoggedWrite | undefined;
-    for (const entry of logged) {
-      if (newest !== undefined && entry.token < newest.token) {
-        accepted++;
-        failures.push(
-          `${backend} accepted stale token ${entry.token} (${entry.id}) after ${newest.token} (${newest.id})`,
-        );
-      }
-      if (newest === undefined || entry.token > newest.token) newest = entry;
-    }
-    return accepted;
-  };
-
   const readPgLog = async (): Promise<{ logged: LoggedWrite[]; value: string | undefined }> => {
     const { rows } = await pool!.query(
       `SELECT seq, token::text AS token, write_id FROM ${names.tables.log} WHERE resource = $1 ORDER BY seq`,
@@ -424,127 +354,37 @@ export function fencingWorkload(options: FencingWorkloadOptions = {}): FencingWo
     },
 
     async verify(): Promise<WorkloadReport> {
-      const failures = [...runFailures];
-      const notes: string[] = [];
-      let lostWrites = 0;
-      let violations = 0;
-      let staleWritesAccepted = 0;
-      const byBackend = (backend: FencingBackend) =>
-        [...writes.values()].filter((write) => write.backend === backend);
-
-      /** The checks both storages share, over one data set (`logged`). */
-      const checkLog = (
-        backend: FencingBackend,
-        logged: readonly LoggedWrite[],
-        value: string | undefined,
-        ownWrites: (write: WriteRecord) => boolean,
-      ) => {
-        staleWritesAccepted += checkOrder(backend, logged, failures);
-        const ids = new Set(logged.map((entry) => entry.id));
-        for (const write of byBackend(backend).filter(ownWrites)) {
-          if (write.result === 'ok' && !ids.has(write.id)) {
-            lostWrites++;
-            failures.push(
-              `${backend} acknowledged write missing: ${write.id} (token ${write.token})`,
-            );
-          }
-          if (write.result === 'stale' && ids.has(write.id)) {
-            violations++;
-            failures.push(`${backend} write rejected as stale but stored: ${write.id}`);
-          }
-        }
-        for (const entry of logged) {
-          if (!writes.has(entry.id)) {
-            violations++;
-            failures.push(`${backend} stored a write no holder made: ${entry.id}`);
-          }
-        }
-        const last = logged.at(-1);
-        if (last !== undefined && value !== last.id) {
-          violations++;
-          failures.push(`${backend} value is ${value}, not the last accepted write ${last.id}`);
-        }
+      const tally: FencingTally = {
+        failures: [...runFailures],
+        notes: [],
+        lostWrites: 0,
+        violations: 0,
+        staleWritesAccepted: 0,
       };
-
-      /** A stale rejection needs a newer token somewhere (else the fence refused a current one). */
-      const checkRejections = (backend: FencingBackend, newestSeen: bigint) => {
-        for (const write of byBackend(backend)) {
-          if (write.result === 'stale' && write.token >= newestSeen) {
-            violations++;
-            failures.push(
-              `${backend} rejected ${write.id} (token ${write.token}) with no newer token`,
-            );
-          }
-        }
-      };
-      const newestAttempted = (backend: FencingBackend) =>
-        newestToken(byBackend(backend).map((write) => write.token));
+      const { failures, notes } = tally;
 
       if (backends.includes('pg')) {
-        violations += checkGrants('pg', failures);
-        const { logged, value } = await readPgLog();
-        checkLog('pg', logged, value, () => true);
-        checkRejections('pg', newestToken(logged.map((entry) => entry.token)));
+        checkGrants('pg', grants.pg, tally);
+        const stored = await readPgLog();
+        checkLog('pg', writes, stored, () => true, tally);
+        checkRejections(
+          'pg',
+          writes,
+          newestToken(stored.logged.map((entry) => entry.token)),
+          tally,
+        );
       }
 
       if (backends.includes('redis')) {
-        violations += checkGrants('redis', failures);
+        checkGrants('redis', grants.redis, tally);
         const { logged, value, epoch, persistent } = await readRedisLog();
-        // Acknowledged writes of each data set, in the storage's order.
-        const epochs = new Map<string, WriteRecord[]>();
-        for (const write of byBackend('redis')) {
-          if (write.result !== 'ok' || write.epoch === undefined) continue;
-          epochs.set(write.epoch, [...(epochs.get(write.epoch) ?? []), write]);
-        }
+        const epochs = redisDataSets(writes);
         stats.redisEpochs = new Set([...epochs.keys(), ...(epoch ? [epoch] : [])]).size;
-        checkLog(
-          'redis',
-          logged,
-          value,
-          (write) => write.epoch === undefined || write.epoch === epoch,
-        );
-        // Data sets Redis has lost: their order is known from the acknowledgements only.
-        let lostWithData = 0;
-        for (const [lostEpoch, acked] of epochs) {
-          if (lostEpoch === epoch) continue;
-          acked.sort((a, b) => a.seq! - b.seq!);
-          staleWritesAccepted += checkOrder(
-            'redis',
-            acked.map((write) => ({ seq: write.seq!, token: write.token, id: write.id })),
-            failures,
-          );
-          lostWithData += acked.length;
-        }
-        // A write accepted in a later data set with a token below one accepted earlier.
-        const acked = byBackend('redis').filter((write) => write.result === 'ok');
-        let forgottenFence = 0;
-        for (const write of acked) {
-          const newer = acked.find(
-            (earlier) =>
-              earlier.epoch !== write.epoch &&
-              earlier.endedAt! + CLOCK_MARGIN_MS < write.startedAt &&
-              earlier.token > write.token,
-          );
-          if (newer !== undefined) forgottenFence++;
-        }
-        if (persistent) {
-          lostWrites += lostWithData;
-          staleWritesAccepted += forgottenFence;
-          if (lostWithData + forgottenFence > 0) {
-            failures.push(
-              `Redis runs with appendonly yes yet lost its data: ${lostWithData} acknowledged ` +
-                `writes gone, ${forgottenFence} older tokens accepted afterwards`,
-            );
-          }
-        } else if (stats.redisEpochs > 1) {
-          notes.push(
-            `Redis (no persistence) lost its data ${stats.redisEpochs - 1} time(s): ` +
-              `${lostWithData} acknowledged writes went with it and ${forgottenFence} writes ` +
-              'with a token older than one accepted before the loss were accepted after it ' +
-              '(the fence was forgotten too: documented limit); lease tokens kept growing',
-          );
-        }
-        checkRejections('redis', newestAttempted('redis'));
+        const ownEpoch = (write: WriteRecord) => write.epoch === undefined || write.epoch === epoch;
+        checkLog('redis', writes, { logged, value }, ownEpoch, tally);
+        checkRedisLosses(writes, epochs, { epoch, persistent, count: stats.redisEpochs }, tally);
+        const attempted = [...writes.values()].filter((write) => write.backend === 'redis');
+        checkRejections('redis', writes, newestToken(attempted.map((write) => write.token)), tally);
         if (stats.counterLost > 0) {
           notes.push(`Redis refused ${stats.counterLost} lease(s) with counter-lost (fail closed)`);
         }
@@ -573,10 +413,10 @@ export function fencingWorkload(options: FencingWorkloadOptions = {}): FencingWo
       return {
         workload: 'fencing',
         operations: stats.writes,
-        violations,
-        lostWrites,
+        violations: tally.violations,
+        lostWrites: tally.lostWrites,
         staleWritesRejected,
-        staleWritesAccepted,
+        staleWritesAccepted: tally.staleWritesAccepted,
         failures,
         notes,
         history: {
