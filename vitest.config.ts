@@ -3,10 +3,15 @@ import { defineConfig } from 'vitest/config';
 // `unit` needs nothing outside the process; `integration` talks to real servers that
 // test/harness/global-setup.ts starts (or takes from CAUSEWAY_TEST_* variables); `chaos` starts
 // its own cluster and breaks it (test/chaos).
+// The examples import the package by name (`causeway/pg`...), mapped to the sources by
+// tsconfig.json's `paths`, as tsx maps them when they run.
+const packagePaths = { tsconfigPaths: true };
+
 export default defineConfig({
   test: {
     projects: [
       {
+        resolve: packagePaths,
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
@@ -22,6 +27,7 @@ export default defineConfig({
         },
       },
       {
+        resolve: packagePaths,
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],

@@ -7,15 +7,15 @@
  * Who is calling comes from the `x-user` header (a stand-in for real authentication).
  */
 import type { IncomingMessage } from 'node:http';
-import express, { type NextFunction, type Request, type Response } from 'express';
-import { type ConsistencyHandler, consistency, consistencyOf } from '../../src/express.js';
 import {
   CausewayError,
   type ConsistencyLevel,
   ErrorCode,
   isCausewayError,
   TwoPhaseCoordinator,
-} from '../../src/index.js';
+} from 'causeway';
+import { type ConsistencyHandler, consistency, consistencyOf } from 'causeway/express';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import { type PendingRun, Publisher } from './publisher.js';
 import { type Comment, type EditorialStore, isRefusal } from './store.js';
 

@@ -5,6 +5,7 @@
  * databases whose committed statements are their data.
  */
 import { randomUUID } from 'node:crypto';
+import { currentSession, Router, type TransactionBranch } from 'causeway';
 import {
   MemoryDecisionLog,
   MemoryFenceGuard,
@@ -13,8 +14,7 @@ import {
   MemoryReplicaSet,
   MemorySessionStore,
   MemoryVersionedStore,
-} from '../../adapters/memory/index.js';
-import { currentSession, Router, type TransactionBranch } from '../../src/index.js';
+} from 'causeway/memory';
 import {
   type Account,
   type Article,

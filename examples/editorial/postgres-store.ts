@@ -3,8 +3,8 @@
  * with streaming replicas, read through `createReplicatedPool` exactly as plain `pg` code would;
  * grants on a second PostgreSQL database; session floors and draft headlines in Redis.
  */
-import { Redis } from 'ioredis';
-import pg from 'pg';
+
+import { currentSession, type TransactionBranch } from 'causeway';
 import {
   createReplicatedPool,
   formatLsn,
@@ -15,9 +15,10 @@ import {
   PgParticipant,
   PgVersionedStore,
   parseLsn,
-} from '../../adapters/pg/index.js';
-import { RedisSessionStore, RedisVersionedStore } from '../../adapters/redis/index.js';
-import { currentSession, type TransactionBranch } from '../../src/index.js';
+} from 'causeway/pg';
+import { RedisSessionStore, RedisVersionedStore } from 'causeway/redis';
+import { Redis } from 'ioredis';
+import pg from 'pg';
 import {
   type AccountDatabase,
   type Article,

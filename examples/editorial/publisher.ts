@@ -5,7 +5,7 @@
  * wake up after it expired and another instance took over, and still write. With fencing, the
  * storage checks the lease's token in the same step as the write and refuses the older one.
  */
-import { ErrorCode, isCausewayError, type Lease, withSession } from '../../src/index.js';
+import { ErrorCode, isCausewayError, type Lease, withSession } from 'causeway';
 import type { EditorialStore, FrontPage } from './store.js';
 
 export interface PublisherOptions {

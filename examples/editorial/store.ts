@@ -21,7 +21,7 @@ import type {
   SessionStore,
   TransactionBranch,
   VersionedStore,
-} from '../../src/index.js';
+} from 'causeway';
 
 /**
  * A database refused a write on its own rules (a constraint): the memory databases throw this,
