@@ -215,9 +215,11 @@ RETURNING 1 AS passed`;
   async check(resource: string, token: bigint, options: PgFenceCheckOptions = {}): Promise<void> {
     assertResource(resource);
     assertFencingToken(token);
+    // A misspelt `client` would check outside the guarded transaction: refused.
+    const { client: given } = knownOptions(options, 'PgFenceGuard.check', ['client']);
     await traceFenceCheck(resource, token, async () => {
       await this.#table.ensure();
-      const client = options.client ?? this.#pool;
+      const client = given ?? this.#pool;
       const { rows } = await client.query(this.#checkSql, [resource, token.toString()]);
       if (rows.length === 0) throw staleFencingToken(resource, token);
     });

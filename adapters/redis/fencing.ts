@@ -385,7 +385,7 @@ export class RedisFenceGuard implements FenceGuard<never> {
     value: string,
     options: RedisSetIfCurrentOptions = {},
   ): Promise<void> {
-    const { pxMs } = options;
+    const { pxMs } = knownOptions(options, 'RedisFenceGuard.setIfCurrent', ['pxMs']);
     if (pxMs !== undefined && (!Number.isSafeInteger(pxMs) || pxMs < 1)) {
       throw configError('RedisFenceGuard.setIfCurrent: pxMs must be a positive integer');
     }

@@ -196,6 +196,13 @@ describe('PgLeaseManager and PgFenceGuard options and tables', () => {
     }
   });
 
+  it('refuses an unknown check option with CONFIG rather than checking outside the transaction', async () => {
+    await expect(guard.check('r', 1n, { clinet: pool } as never)).rejects.toMatchObject({
+      code: 'CONFIG',
+      message: 'PgFenceGuard.check: unknown option "clinet" (did you mean client?)',
+    });
+  });
+
   it('refuses malformed tokens and resources with INVALID_INPUT', async () => {
     for (const call of [
       guard.check('r', -1n),

@@ -74,6 +74,7 @@ describe('RedisFenceGuard', () => {
     expect(await codeOf(guard.check('r', '12' as unknown as bigint))).toBe('INVALID_INPUT');
     expect(await codeOf(guard.check('r'.repeat(257), 1n))).toBe('INVALID_INPUT');
     expect(await codeOf(guard.setIfCurrent('r', 1n, 'k', 'v', { pxMs: 0 }))).toBe('CONFIG');
+    expect(await codeOf(guard.setIfCurrent('r', 1n, 'k', 'v', { px: 10 } as never))).toBe('CONFIG');
     expect(await codeOf(guard.eval('r', 1n, ''))).toBe('CONFIG');
     expect(() => new RedisFenceGuard({ redis: {} as Redis })).toThrow(
       expect.objectContaining({ code: 'CONFIG' }),
