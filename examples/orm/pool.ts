@@ -1,9 +1,5 @@
 // The routed pool that every ORM recipe in this folder takes (README, "ORMs and query builders").
-import {
-  createReplicatedPool,
-  type ReplicatedPool,
-  type ReplicatedPoolOptions,
-} from '../../adapters/pg/index.js';
+import { createReplicatedPool, type ReplicatedPool, type ReplicatedPoolOptions } from 'causeway/pg';
 
 /** Connection strings of the primary and of its streaming replicas. */
 export interface DatabaseUrls {

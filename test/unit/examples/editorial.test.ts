@@ -1,7 +1,6 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { importSpecifiers, sourceFiles } from '../../support/import-graph.js';
 import { expectCausewayHeld, MAIN, ROOT, runDemo } from './report.js';
 
 /** Resolves with the connection error on 127.0.0.1:`port`, or undefined if something answers. */
@@ -25,23 +24,6 @@ function groupAlive(pgid: number): boolean {
     return false;
   }
 }
-
-describe('the editorial example', () => {
-  it("imports Causeway by its package name only (and the test harness for --postgres's servers)", () => {
-    for (const file of sourceFiles('examples/editorial')) {
-      for (const specifier of importSpecifiers(file)) {
-        if (specifier.startsWith('.')) {
-          // Its own files, and the throwaway cluster `--postgres` starts without a DATABASE_URL.
-          expect(specifier, file).toMatch(
-            /^\.\/[\w-]+\.js$|^\.\.\/\.\.\/test\/harness\/cluster\.js$/,
-          );
-        } else {
-          expect(specifier, file).not.toMatch(/(^|\/)(src|adapters)\//);
-        }
-      }
-    }
-  });
-});
 
 // `npm run demo` is the README's quick start: it must keep working and keep telling the truth.
 describe('the editorial demo on the memory adapters', () => {
