@@ -119,7 +119,7 @@ export function resolveOptions(given: NearCacheOptions): ResolvedNearCacheOption
     (typeof publication !== 'string' || !PUBLICATION_NAME.test(publication))
   ) {
     throw configError('NearCache: publication must be a name of letters, digits and underscores', {
-      publication: String(publication),
+      publication: typeof publication === 'string' ? publication : typeof publication,
     });
   }
   const slotName = options.slotName ?? `causeway_near_cache_${randomBytes(4).toString('hex')}`;
@@ -127,7 +127,7 @@ export function resolveOptions(given: NearCacheOptions): ResolvedNearCacheOption
     throw configError(
       'NearCache: slotName must be 1 to 63 lower-case letters, digits or underscores',
       {
-        slotName: String(slotName),
+        slotName: typeof slotName === 'string' ? slotName : typeof slotName,
       },
     );
   }
