@@ -46,6 +46,7 @@ export type { RouteReason } from './session/route-decision.js';
 export {
   type NoCaughtUpPolicy,
   Router,
+  type RouterOptions,
   type RouteTelemetry,
 } from './session/router.js';
 export { assertSessionKey, type SessionStore } from './session/session-store.js';

@@ -3,12 +3,11 @@
 import type pg from 'pg';
 import type {
   ConsistencyLevel,
-  NoCaughtUpPolicy,
   Position,
   ReplicaSet,
   RouteReason,
   Router,
-  RouteTelemetry,
+  RouterOptions,
 } from '../../src/adapter-kit.js';
 import type { SqlClassification, SqlClassifier, SqlClassifierOptions } from './classify.js';
 import type { PgNodeOption } from './pg-nodes.js';
@@ -97,21 +96,13 @@ export interface ReplicatedPoolOptions {
   /** Options of the replica set the pool creates (see `PgReplicaSetOptions`). */
   replicaSetOptions?: Omit<PgReplicaSetOptions, 'primary' | 'replicas'>;
   /**
-   * A router to use (e.g. shared with the middleware); it must route over this pool's replica
-   * set. Default: one built from the options below (pass `pool.router` to the middleware).
+   * The router: a `Router` to use (e.g. shared with the middleware; it must route over this
+   * pool's replica set), or the options of the one the pool builds over its replica set (`{
+   * level, onNoCaughtUp, waitTimeoutMs, telemetry }`, each with `Router`'s default: reads at
+   * `'read-your-writes'`, `'leader'` when no replica has caught up, 500 ms, a span event). Pass
+   * `pool.router` to the middleware.
    */
-  router?: Router;
-  /** Level of reads in sessions that name none. Default `'read-your-writes'`. */
-  level?: ConsistencyLevel;
-  /** When no replica has caught up: `'leader'` (default), `'wait'` or `'error'` (see `Router`). */
-  onNoCaughtUp?: NoCaughtUpPolicy;
-  /**
-   * Longest wait for a replica with `onNoCaughtUp: 'wait'`; replicas that by their measured lag
-   * would need longer to reach the floor are not waited for (see `Router`). Default 500 ms.
-   */
-  waitTimeoutMs?: number;
-  /** Route telemetry: `'event'` (default), `'span'` or `'none'` (see `Router`). */
-  telemetry?: RouteTelemetry;
+  router?: Router | Omit<RouterOptions, 'replicaSet'>;
   /**
    * Reads outside any session: `'primary'` (default: behave exactly like a pool on the primary)
    * or `'replica'` (provably read-only statements go to the healthy replicas in turn, with no
@@ -143,10 +134,6 @@ export const REPLICATED_POOL_OPTION_KEYS: readonly (keyof ReplicatedPoolOptions)
   'replicaSet',
   'replicaSetOptions',
   'router',
-  'level',
-  'onNoCaughtUp',
-  'waitTimeoutMs',
-  'telemetry',
   'readOutsideSession',
   'routeCheckedOutReads',
   'classifier',

@@ -104,17 +104,24 @@ export class ReplicatedPool extends pg.Pool {
         readOutsideSession,
       });
     }
-    const given = options.replicaSet ?? options.router?.replicaSet;
+    // A Router to share, or the options of the one built here (checked now, before any pool).
+    const sharedRouter = options.router instanceof Router ? options.router : undefined;
+    const routerOptions =
+      sharedRouter === undefined && options.router !== undefined
+        ? knownOptions(options.router, 'createReplicatedPool: router', [
+            'level',
+            'onNoCaughtUp',
+            'waitTimeoutMs',
+            'telemetry',
+          ])
+        : undefined;
+    const given = options.replicaSet ?? sharedRouter?.replicaSet;
     if (given !== undefined && !isRoutingReplicaSet(given)) {
       throw configError(
         'createReplicatedPool: replicaSet (or router.replicaSet) must be a PgReplicaSet',
       );
     }
-    if (
-      given !== undefined &&
-      options.router !== undefined &&
-      options.router.replicaSet !== given
-    ) {
+    if (given !== undefined && sharedRouter !== undefined && sharedRouter.replicaSet !== given) {
       throw configError("createReplicatedPool: router must route over the pool's replicaSet");
     }
     if (given === undefined && (options.primary === undefined || options.replicas === undefined)) {
@@ -155,15 +162,7 @@ export class ReplicatedPool extends pg.Pool {
       });
       this.#ownsReplicaSet = true;
     }
-    this.router =
-      options.router ??
-      new Router({
-        replicaSet: this.replicaSet,
-        ...(options.level === undefined ? {} : { level: options.level }),
-        ...(options.onNoCaughtUp === undefined ? {} : { onNoCaughtUp: options.onNoCaughtUp }),
-        ...(options.waitTimeoutMs === undefined ? {} : { waitTimeoutMs: options.waitTimeoutMs }),
-        ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
-      });
+    this.router = sharedRouter ?? new Router({ ...routerOptions, replicaSet: this.replicaSet });
     // The classifier's catalog is read on the leader's check connections, never the pool's.
     const replicaSet = this.replicaSet;
     classifier.useCatalog?.((sql) => replicaSet.queryLeader(sql));

@@ -270,7 +270,7 @@ describe('Kysely over the routed pool', () => {
 
 describe('telemetry', () => {
   it('records the route of a pooled read as a causeway.route span', async () => {
-    const { pool } = routedPool({ replica: env.replicaUrl }, { telemetry: 'span' });
+    const { pool } = routedPool({ replica: env.replicaUrl }, { router: { telemetry: 'span' } });
     await pool.replicaSet.refresh();
     otel.spans.reset();
     await withSession(new SessionContext({ id: 'spans' }, 'eventual'), () =>

@@ -213,7 +213,7 @@ describe('onNoCaughtUp', () => {
   it("'wait' waits for the lagging replica to apply the write, then reads there", async () => {
     const { pool, events } = routedPool(
       { lagging: env.laggingReplicaUrl },
-      { onNoCaughtUp: 'wait', waitTimeoutMs: 15_000 },
+      { router: { onNoCaughtUp: 'wait', waitTimeoutMs: 15_000 } },
     );
     await pool.replicaSet.refresh();
     // A run whose read was routed within the delay must have waited (and then ends after it,
@@ -238,7 +238,10 @@ describe('onNoCaughtUp', () => {
   });
 
   it("'error' rejects with NO_REPLICA_CAUGHT_UP, in both calling conventions", async () => {
-    const { pool } = routedPool({ lagging: env.laggingReplicaUrl }, { onNoCaughtUp: 'error' });
+    const { pool } = routedPool(
+      { lagging: env.laggingReplicaUrl },
+      { router: { onNoCaughtUp: 'error' } },
+    );
     await pool.replicaSet.refresh();
     await beforeLaggingApplies(() =>
       withSession(new SessionContext({ id: 'impatient' }), async () => {

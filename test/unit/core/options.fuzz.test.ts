@@ -184,15 +184,19 @@ const subjects: OptionsSubject[] = [
       'replicaSet',
       'replicaSetOptions',
       'router',
-      'level',
-      'onNoCaughtUp',
-      'waitTimeoutMs',
-      'telemetry',
       'readOutsideSession',
       'routeCheckedOutReads',
       'classifier',
     ],
     build: (o) => createReplicatedPool(o),
+  },
+  {
+    // The options group of the router the pool builds.
+    name: 'createReplicatedPool router',
+    base: () => ({}),
+    optional: ['level', 'onNoCaughtUp', 'waitTimeoutMs', 'telemetry'],
+    build: (o) =>
+      createReplicatedPool({ primary: pool, replicas: [{ pool, name: 'replica-1' }], router: o }),
   },
   {
     name: 'PgReplicaSet',

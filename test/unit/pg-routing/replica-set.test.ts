@@ -109,7 +109,7 @@ describe('options', () => {
 
   it('shares a replica set passed in and leaves it open on end()', async () => {
     const set = new PgReplicaSet({ primary: URL, replicas: [URL], pollIntervalMs: 0 });
-    const pool = createReplicatedPool({ replicaSet: set, level: 'monotonic' });
+    const pool = createReplicatedPool({ replicaSet: set, router: { level: 'monotonic' } });
     expect(pool.replicaSet).toBe(set);
     expect(pool.router.level).toBe('monotonic');
     expect(pool.totalCount).toBe(0);
