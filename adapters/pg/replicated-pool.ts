@@ -213,6 +213,8 @@ export class ReplicatedPool extends pg.Pool {
       );
       return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
     }
+    // The first statement in a session starts the replica set's checks (a no-op after that).
+    this.replicaSet.snapshot();
     const verdict = this.#classifier.classify(queryText(parsed.config));
     if (verdict.readOnly && (session !== undefined || this.#readOutsideSession === 'replica')) {
       const onLeader = () =>
