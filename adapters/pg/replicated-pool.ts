@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import pg from 'pg';
 import {
   configError,
@@ -236,6 +237,25 @@ export class ReplicatedPool extends pg.Pool {
       ),
     );
     return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+  }
+
+  /**
+   * `pg.Pool#connect`, with the callback run in the caller's async context. pg-pool calls a
+   * waiting caller back from whatever code released the client it gets, so without this the
+   * callback, and `pool.query()`'s statement, which pg-pool runs inside it, would run as the
+   * releasing request's session: that session's floors would be raised and the caller's not.
+   */
+  override connect(): Promise<pg.PoolClient>;
+  override connect(
+    callback: (
+      err: Error | undefined,
+      client: pg.PoolClient | undefined,
+      done: (release?: Untyped) => void,
+    ) => void,
+  ): void;
+  override connect(callback?: Parameters<pg.Pool['connect']>[0]): Promise<pg.PoolClient> | void {
+    if (callback === undefined) return super.connect();
+    return super.connect(AsyncResource.bind(callback));
   }
 
   /**

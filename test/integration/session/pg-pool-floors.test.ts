@@ -73,6 +73,32 @@ describe('floors belong to the session running each statement', () => {
       }
     });
   });
+
+  it('pool.query waiting for a connection raises its own session’s floor, not the releaser’s', async () => {
+    // pg-pool hands a released client to the next waiter from inside release(): the waiter's
+    // statement must still run as the waiter's session.
+    const { pool } = routedPool({ lagging: env.laggingReplicaUrl }, {}, { max: 1 });
+    await pool.replicaSet.refresh();
+    const holder = new SessionContext({ id: `holder-${nextId}` });
+    const waiter = new SessionContext({ id: `waiter-${nextId}` });
+    const id = nextId++;
+    const held = await withSession(holder, () => pool.connect());
+    const write = withSession(waiter, () =>
+      pool.query(`INSERT INTO ${TABLE} VALUES ($1, 'waiter')`, [id]),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(pool.waitingCount).toBe(1);
+    withSession(holder, () => held.release());
+    await write;
+    expect(waiter.writeFloor).toBeDefined();
+    expect(holder.writeFloor).toBeUndefined();
+    await beforeLaggingApplies(async () => {
+      const read = await withSession(waiter, () =>
+        pool.query(`SELECT v FROM ${TABLE} WHERE id = $1`, [id]),
+      );
+      expect(read.rows).toEqual([{ v: 'waiter' }]);
+    });
+  });
 });
 
 describe('timeouts inside a session', () => {
