@@ -253,9 +253,12 @@ export class ReplicatedPool extends pg.Pool {
       done: (release?: Untyped) => void,
     ) => void,
   ): void;
-  override connect(callback?: Parameters<pg.Pool['connect']>[0]): Promise<pg.PoolClient> | void {
+  override connect(
+    callback?: Parameters<pg.Pool['connect']>[0],
+  ): Promise<pg.PoolClient> | undefined {
     if (callback === undefined) return super.connect();
-    return super.connect(AsyncResource.bind(callback));
+    super.connect(AsyncResource.bind(callback));
+    return undefined;
   }
 
   /**
