@@ -28,7 +28,9 @@ export interface FetchConsistency extends ConsistencyApi {
   /**
    * `handler` run inside the request's session, its response carrying the token back:
    * `export const POST = c.withConsistency(async (request) => ...)`. Inside, `consistencyOf(request)`
-   * gives `req.consistency`'s equivalent. `level` sets the level of this handler's reads.
+   * gives `req.consistency`'s equivalent. `level` sets the level of this handler's reads. An
+   * error the handler throws goes to the host unchanged, and the host's error response carries
+   * no token: a handler that writes and may fail should catch and return its own `Response`.
    */
   withConsistency<Args extends unknown[]>(
     handler: FetchHandler<Args>,

@@ -1,5 +1,14 @@
 import 'reflect-metadata';
-import { Body, Controller, Get, Headers, Param, Post } from '@nestjs/common';
+import {
+  type ArgumentsHost,
+  Body,
+  Catch,
+  Controller,
+  Get,
+  Headers,
+  Param,
+  Post,
+} from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { expect, it } from 'vitest';
@@ -15,6 +24,7 @@ import {
   type BuildApp,
   bearerUser,
   describeAdapter,
+  errorBody,
   type Sent,
   SUITE_SECRET,
 } from '../../support/framework-suite.js';
@@ -49,6 +59,9 @@ function itemsController(logic: AppLogic) {
     write(c: RequestConsistency, key: string, body: { value: string }) {
       return logic.write(c, key, body.value);
     }
+    fail(c: RequestConsistency, key: string, body: { value: string }) {
+      return logic.writeThenFail(c, key, body.value);
+    }
     signup(c: RequestConsistency, body: { user: string }) {
       return logic.signup(c, body.user);
     }
@@ -59,10 +72,23 @@ function itemsController(logic: AppLogic) {
   Controller()(ItemsController);
   route(ItemsController, 'read', Get('items/:key'), [Consistency(), Param('key')]);
   route(ItemsController, 'write', Post('items/:key'), [Consistency(), Param('key'), Body()]);
+  route(ItemsController, 'fail', Post('fail/:key'), [Consistency(), Param('key'), Body()]);
   route(ItemsController, 'signup', Post('signup'), [Consistency(), Body()]);
   route(ItemsController, 'login', Post('login'), [Consistency(), Body()]);
   return ItemsController;
 }
+
+/** An exception filter answering every error as a 500 `{ error }` (the suite's `customErrors`). */
+class AnswerErrors {
+  catch(exception: unknown, host: ArgumentsHost): void {
+    host
+      .switchToHttp()
+      .getResponse<{ status(code: number): { json(body: unknown): void } }>()
+      .status(500)
+      .json(errorBody(exception));
+  }
+}
+Catch()(AnswerErrors);
 
 const build: BuildApp = async (logic, suite) => {
   const moduleRef = await Test.createTestingModule({
@@ -75,6 +101,7 @@ const build: BuildApp = async (logic, suite) => {
     controllers: [itemsController(logic)],
   }).compile();
   const app = moduleRef.createNestApplication({ logger: false });
+  if (suite.customErrors) app.useGlobalFilters(new AnswerErrors());
   await app.init();
   return {
     send: async (method, path, headers = {}, body = undefined) => {
