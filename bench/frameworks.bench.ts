@@ -1,11 +1,11 @@
 /**
  * Each framework adapter against its bare framework, in one run: the same one-route JSON app per
- * framework (Express, Fastify, Koa, Hono, a Fetch API handler, NestJS), without and with
- * Causeway, a returning client sending its token back on every request (verified, then cached),
- * driven by autocannon on 127.0.0.1 in alternating rounds (bench/http-load.ts). Each app runs in
- * its own child process (the bare app never has AsyncLocalStorage's hooks on); a third app per
- * framework, bare with an AsyncLocalStorage entered (as OpenTelemetry's context manager does),
- * separates the cost of the hooks Causeway's sessions turn on (on Node 20, paid by every
+ * framework (Express, Fastify, Koa, Hono, a Fetch API handler, NestJS on Express and on
+ * Fastify), without and with Causeway, a returning client sending its token back on every
+ * request (verified, then cached), driven by autocannon on 127.0.0.1 in alternating rounds
+ * (bench/http-load.ts). Each app runs in its own child process (the bare app never has
+ * AsyncLocalStorage's hooks on); a third app per framework, bare with an AsyncLocalStorage
+ * entered (as OpenTelemetry's context manager does), separates the cost of the hooks Causeway's sessions turn on (on Node 20, paid by every
  * promise) from Causeway's own. Hono and the Fetch handler are served through one small
  * Node-to-Fetch bridge, the same for every case.
  * Run: npm run bench -- frameworks   (BENCH_SECONDS=3 per round, BENCH_ROUNDS=3;
@@ -17,6 +17,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Controller, Get, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
@@ -34,7 +35,15 @@ import { markdownTable, writeResults } from './util.js';
 const SECRET = 'bench-secret-that-is-at-least-32-chars';
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
-const FRAMEWORKS = ['Express', 'Fastify', 'Koa', 'Hono', 'Fetch API', 'NestJS'] as const;
+const FRAMEWORKS = [
+  'Express',
+  'Fastify',
+  'Koa',
+  'Hono',
+  'Fetch API',
+  'NestJS',
+  'NestJS on Fastify',
+] as const;
 type Framework = (typeof FRAMEWORKS)[number];
 /** The bare app, the bare app with AsyncLocalStorage's hooks on (a reference), with Causeway. */
 const MODES = ['bare', 'bare-als', 'causeway'] as const;
@@ -94,7 +103,8 @@ async function startApp(framework: Framework, withCauseway: boolean, db: MemoryR
       const served = withCauseway ? fetchConsistency(options).withConsistency(handler) : handler;
       return serveFetch(served).listen(0, '127.0.0.1');
     }
-    case 'NestJS': {
+    case 'NestJS':
+    case 'NestJS on Fastify': {
       class HelloController {
         hello() {
           return BODY;
@@ -108,7 +118,10 @@ async function startApp(framework: Framework, withCauseway: boolean, db: MemoryR
         imports: withCauseway ? [ConsistencyModule.forRoot(options)] : [],
         controllers: [HelloController],
       })(AppModule);
-      const app = await NestFactory.create(AppModule, { logger: false });
+      const app =
+        framework === 'NestJS'
+          ? await NestFactory.create(AppModule, { logger: false })
+          : await NestFactory.create(AppModule, new FastifyAdapter(), { logger: false });
       await app.listen(0, '127.0.0.1');
       return app.getHttpServer() as Server;
     }
