@@ -5,9 +5,9 @@
  * request (verified, then cached), driven by autocannon on 127.0.0.1 in alternating rounds
  * (bench/http-load.ts). Each app runs in its own child process (the bare app never has
  * AsyncLocalStorage's hooks on); a third app per framework, bare with an AsyncLocalStorage
- * entered (as OpenTelemetry's context manager does), separates the cost of the hooks Causeway's sessions turn on (on Node 20, paid by every
- * promise) from Causeway's own. Hono and the Fetch handler are served through one small
- * Node-to-Fetch bridge, the same for every case.
+ * entered (as OpenTelemetry's context manager does), separates the cost of the hooks Causeway's
+ * sessions turn on (on Node 20, paid by every promise) from Causeway's own. Hono and the Fetch
+ * handler are served through one small Node-to-Fetch bridge, the same for every case.
  * Run: npm run bench -- frameworks   (BENCH_SECONDS=3 per round, BENCH_ROUNDS=3;
  * BENCH_FRAMEWORKS=Koa,NestJS for some only)
  */

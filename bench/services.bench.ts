@@ -6,13 +6,14 @@
  * session) each own a few rows; per request a client either writes one of its rows (A then asks
  * B for it) or asks A for one of its rows (A asks B). A calls B with `forwardingFetch` (the
  * session propagated) for one set of clients and with plain `fetch` for another, both at once
- * (each on its own table). Every write and every read
- * B served is recorded in A and checked with the history checker (src/testing); B's reads are
- * counted by the node that served them (the routed pool's 'route' events).
+ * (each on its own table). Every write and every read B served is recorded in A and checked
+ * with the history checker (src/testing); B's reads are counted by the node that served them
+ * (the routed pool's 'route' events).
  *
  * Run: npm run bench -- services   (starts its own primary and replica; BENCH_SECONDS, default
- * 10; BENCH_SESSIONS clients per set, default 8; BENCH_WRITE_SHARE, default 0.1; BENCH_THINK_MS, mean
- * pause between a client's requests, default 50; BENCH_REPLICA_DELAY_MS, default 200)
+ * 10; BENCH_SESSIONS clients per set, default 8; BENCH_WRITE_SHARE, default 0.1;
+ * BENCH_THINK_MS, mean pause between a client's requests, default 50; BENCH_REPLICA_DELAY_MS,
+ * default 200)
  */
 import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
