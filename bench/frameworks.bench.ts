@@ -1,19 +1,23 @@
 /**
  * Each framework adapter against its bare framework, in one run: the same one-route JSON app per
- * framework (Express, Fastify, Koa, Hono, a Fetch API handler, NestJS), without and with
- * Causeway, a returning client sending its token back on every request (verified, then cached),
- * driven by autocannon on 127.0.0.1 in alternating rounds. Each app runs in its own child
- * process (the bare app never has AsyncLocalStorage's hooks on). Hono and the Fetch handler are
- * served through one small Node-to-Fetch bridge, the same for the bare and the Causeway case.
- * Run: npm run bench -- frameworks   (BENCH_SECONDS=3 per round, BENCH_ROUNDS=3)
+ * framework (Express, Fastify, Koa, Hono, a Fetch API handler, NestJS on Express and on
+ * Fastify), without and with Causeway, a returning client sending its token back on every
+ * request (verified, then cached), driven by autocannon on 127.0.0.1 in alternating rounds
+ * (bench/http-load.ts). Each app runs in its own child process (the bare app never has
+ * AsyncLocalStorage's hooks on); a third app per framework, bare with an AsyncLocalStorage
+ * entered (as OpenTelemetry's context manager does), separates the cost of the hooks Causeway's
+ * sessions turn on (on Node 20, paid by every promise) from Causeway's own. Hono and the Fetch
+ * handler are served through one small Node-to-Fetch bridge, the same for every case.
+ * Run: npm run bench -- frameworks   (BENCH_SECONDS=3 per round, BENCH_ROUNDS=3;
+ * BENCH_FRAMEWORKS=Koa,NestJS for some only)
  */
 import 'reflect-metadata';
-import { type ChildProcess, fork } from 'node:child_process';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { Controller, Get, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
@@ -25,22 +29,25 @@ import { consistency as fetchConsistency } from '../src/frameworks/fetch.js';
 import { consistency as honoConsistency } from '../src/frameworks/hono.js';
 import { consistency as koaConsistency } from '../src/frameworks/koa.js';
 import { ConsistencyModule } from '../src/frameworks/nest.js';
+import { type LoadCase, runLoad, serveChild, startServer } from './http-load.js';
 import { markdownTable, writeResults } from './util.js';
-
-/** The part of autocannon's programmatic API used here (the package ships no types). */
-type Autocannon = (options: {
-  url: string;
-  connections: number;
-  duration: number;
-  headers: Record<string, string>;
-}) => Promise<{ requests: { average: number; total: number }; non2xx: number; errors: number }>;
-const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
 const SECRET = 'bench-secret-that-is-at-least-32-chars';
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 3);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
-const FRAMEWORKS = ['Express', 'Fastify', 'Koa', 'Hono', 'Fetch API', 'NestJS'] as const;
+const FRAMEWORKS = [
+  'Express',
+  'Fastify',
+  'Koa',
+  'Hono',
+  'Fetch API',
+  'NestJS',
+  'NestJS on Fastify',
+] as const;
 type Framework = (typeof FRAMEWORKS)[number];
+/** The bare app, the bare app with AsyncLocalStorage's hooks on (a reference), with Causeway. */
+const MODES = ['bare', 'bare-als', 'causeway'] as const;
+type Mode = (typeof MODES)[number];
 const BODY = { hello: 'world' };
 
 /** Serves a Fetch API handler over Node's HTTP server. */
@@ -96,7 +103,8 @@ async function startApp(framework: Framework, withCauseway: boolean, db: MemoryR
       const served = withCauseway ? fetchConsistency(options).withConsistency(handler) : handler;
       return serveFetch(served).listen(0, '127.0.0.1');
     }
-    case 'NestJS': {
+    case 'NestJS':
+    case 'NestJS on Fastify': {
       class HelloController {
         hello() {
           return BODY;
@@ -110,22 +118,23 @@ async function startApp(framework: Framework, withCauseway: boolean, db: MemoryR
         imports: withCauseway ? [ConsistencyModule.forRoot(options)] : [],
         controllers: [HelloController],
       })(AppModule);
-      const app = await NestFactory.create(AppModule, { logger: false });
+      const app =
+        framework === 'NestJS'
+          ? await NestFactory.create(AppModule, { logger: false })
+          : await NestFactory.create(AppModule, new FastifyAdapter(), { logger: false });
       await app.listen(0, '127.0.0.1');
       return app.getHttpServer() as Server;
     }
   }
 }
 
-interface Ready {
-  port: number;
-  token: string;
-}
-
 const role = process.env['BENCH_APP'];
 if (role !== undefined) {
-  const [framework, mode] = role.split('|') as [Framework, 'bare' | 'causeway'];
+  const [framework, mode] = role.split('|') as [Framework, Mode];
   const db = new MemoryReplicaSet({ replicas: 2 });
+  // As OpenTelemetry's context manager or any AsyncLocalStorage would: the hooks Causeway's
+  // sessions also turn on, which every promise then pays for.
+  if (mode === 'bare-als') new AsyncLocalStorage().enterWith({});
   const server = await startApp(framework, mode === 'causeway', db);
   // A returning client's token: both floors set.
   const floor = db.write('k', 'v');
@@ -134,64 +143,37 @@ if (role !== undefined) {
     writeFloor: floor,
     readFloor: floor,
   });
-  const announce = () =>
-    process.send?.({ port: (server.address() as AddressInfo).port, token } satisfies Ready);
+  const announce = () => serveChild({ port: (server.address() as AddressInfo).port, token });
   if (server.listening) announce();
   else server.once('listening', announce);
-  process.on('message', () => {
-    const { user, system } = process.cpuUsage();
-    process.send?.({ cpuMicros: user + system });
-  });
 } else {
-  const start = async (framework: Framework, mode: 'bare' | 'causeway') => {
-    const child = fork(import.meta.filename, {
-      env: { ...process.env, BENCH_APP: `${framework}|${mode}` },
-    });
-    const ready = await new Promise<Ready>((resolve) =>
-      child.once('message', (m) => resolve(m as Ready)),
-    );
-    return { name: `${framework}|${mode}`, child, ...ready };
-  };
-  const cases: { name: string; child: ChildProcess; port: number; token: string }[] = [];
-  for (const framework of FRAMEWORKS) {
-    cases.push(await start(framework, 'bare'), await start(framework, 'causeway'));
-  }
-  const serverCpuMicros = (child: ChildProcess) =>
-    new Promise<number>((resolve) => {
-      child.once('message', (m) => resolve((m as { cpuMicros: number }).cpuMicros));
-      child.send('cpu');
-    });
-  const rates = new Map<string, number[]>(cases.map((c) => [c.name, []]));
-  const cpu = new Map<string, number[]>(cases.map((c) => [c.name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const c of cases) {
-      const cpuBefore = await serverCpuMicros(c.child);
-      const result = await autocannon({
-        url: `http://127.0.0.1:${c.port}/`,
-        connections: 10,
-        duration: SECONDS,
-        // The same header in both cases: the bare app ignores it.
-        headers: { 'causeway-session': c.token },
-      });
-      const used = (await serverCpuMicros(c.child)) - cpuBefore;
-      if (result.non2xx > 0 || result.errors > 0) throw new Error(`${c.name}: failed requests`);
-      rates.get(c.name)!.push(result.requests.average);
-      cpu.get(c.name)!.push(used / result.requests.total);
+  const wanted = (process.env['BENCH_FRAMEWORKS'] ?? '').split(',').filter((f) => f !== '');
+  const frameworks = FRAMEWORKS.filter((f) => wanted.length === 0 || wanted.includes(f));
+  const cases: LoadCase[] = [];
+  for (const framework of frameworks) {
+    for (const mode of MODES) {
+      const name = `${framework}|${mode}`;
+      const server = await startServer(import.meta.filename, { BENCH_APP: name });
+      // The same header in every case: the bare apps ignore it.
+      cases.push({ name, server, headers: { 'causeway-session': server.token } });
     }
   }
-  for (const c of cases) c.child.kill();
+  const load = await runLoad(cases, ROUNDS, SECONDS);
+  for (const c of cases) c.server.child.kill();
 
-  const rate = (name: string) => Math.max(...rates.get(name)!);
-  const cpuPerRequest = (name: string) => Math.min(...cpu.get(name)!);
-  const rows = FRAMEWORKS.map((framework) => {
+  const { rate, cpuPerRequest } = load;
+  const rows = frameworks.map((framework) => {
     const bare = `${framework}|bare`;
+    const als = `${framework}|bare-als`;
     const withIt = `${framework}|causeway`;
     return [
       framework,
       Math.round(rate(bare)),
       Math.round(rate(withIt)),
       rate(withIt) / rate(bare),
+      rate(als) / rate(bare),
       cpuPerRequest(bare),
+      cpuPerRequest(als),
       cpuPerRequest(withIt),
       cpuPerRequest(bare) / cpuPerRequest(withIt),
     ];
@@ -206,7 +188,9 @@ if (role !== undefined) {
         'bare req/s',
         'with Causeway req/s',
         'ratio',
+        'bare with AsyncLocalStorage on, ratio (reference)',
         'bare CPU µs/req',
+        'bare with AsyncLocalStorage on, CPU µs/req',
         'with Causeway CPU µs/req',
         'CPU ratio (bare/with)',
       ],
@@ -217,16 +201,20 @@ if (role !== undefined) {
     seconds: SECONDS,
     rounds: ROUNDS,
     connections: 10,
-    requestsPerSecondByRound: Object.fromEntries(rates),
-    serverCpuMicrosPerRequestByRound: Object.fromEntries(cpu),
-    rows: rows.map(([framework, bare, withIt, ratio, bareCpu, withCpu, cpuRatio]) => ({
-      framework,
-      bareRequestsPerSecond: bare,
-      withCausewayRequestsPerSecond: withIt,
-      ratio,
-      bareCpuMicrosPerRequest: bareCpu,
-      withCausewayCpuMicrosPerRequest: withCpu,
-      cpuRatio,
-    })),
+    requestsPerSecondByRound: Object.fromEntries(load.rates),
+    serverCpuMicrosPerRequestByRound: Object.fromEntries(load.cpu),
+    rows: rows.map(
+      ([framework, bare, withIt, ratio, alsRatio, bareCpu, alsCpu, withCpu, cpuRatio]) => ({
+        framework,
+        bareRequestsPerSecond: bare,
+        withCausewayRequestsPerSecond: withIt,
+        ratio,
+        bareWithAsyncLocalStorageRatio: alsRatio,
+        bareCpuMicrosPerRequest: bareCpu,
+        bareWithAsyncLocalStorageCpuMicrosPerRequest: alsCpu,
+        withCausewayCpuMicrosPerRequest: withCpu,
+        cpuRatio,
+      }),
+    ),
   });
 }

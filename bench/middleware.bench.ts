@@ -1,31 +1,21 @@
 /**
  * Overhead of the `consistency()` middleware: the same Express app with one trivial JSON route,
  * without and with the middleware (and with a client that sends a session token back), driven
- * by autocannon on 127.0.0.1 in alternating rounds. Each app runs in its own child process, so
- * the load generator does not share its event loop and the bare app never has
- * AsyncLocalStorage's hooks enabled (the middleware turns them on process-wide; so does
- * OpenTelemetry's context manager, which the third app has on as a reference).
+ * by autocannon on 127.0.0.1 in alternating rounds (bench/http-load.ts). Each app runs in its
+ * own child process: the bare app never has AsyncLocalStorage's hooks enabled (the middleware
+ * turns them on process-wide; so does OpenTelemetry's context manager, which the third app has
+ * on as a reference).
  * Run: npx tsx bench/middleware.bench.ts   (BENCH_SECONDS=5 per round, BENCH_ROUNDS=4)
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { type ChildProcess, fork } from 'node:child_process';
 import { IncomingMessage, ServerResponse } from 'node:http';
-import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { Socket } from 'node:net';
 import express, { type Request, type Response } from 'express';
 import { MemoryReplicaSet } from '../adapters/memory/replica-set.js';
 import { type ConsistencyRequest, consistency } from '../src/express.js';
+import { type LoadCase, runLoad, serveChild, startServer } from './http-load.js';
 import { markdownTable, opsPerSecond, writeResults } from './util.js';
-
-/** The part of autocannon's programmatic API used here (the package ships no types). */
-type Autocannon = (options: {
-  url: string;
-  connections: number;
-  duration: number;
-  headers: Record<string, string>;
-}) => Promise<{ requests: { average: number; total: number }; non2xx: number; errors: number }>;
-const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
 const SECRET = 'bench-secret-that-is-at-least-32-chars';
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
@@ -33,10 +23,6 @@ const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 4);
 
 type AppKind = 'bare' | 'bare-als' | 'causeway';
-interface Ready {
-  port: number;
-  token: string;
-}
 
 const role = process.env['BENCH_APP'] as AppKind | undefined;
 if (role !== undefined) {
@@ -52,78 +38,33 @@ if (role !== undefined) {
   const floor = db.write('k', 'v');
   const token = c.issue({ id: 'bench-session-01', writeFloor: floor, readFloor: floor });
   const server = app.listen(0, '127.0.0.1', () => {
-    process.send?.({ port: (server.address() as AddressInfo).port, token } satisfies Ready);
-  });
-  // The parent asks for this process's CPU time around each run: CPU per request is the
-  // overhead measure that does not depend on how fast the machine's loopback is.
-  process.on('message', () => {
-    const { user, system } = process.cpuUsage();
-    process.send?.({ cpuMicros: user + system });
+    serveChild({ port: (server.address() as AddressInfo).port, token });
   });
 } else {
-  const start = async (kind: AppKind) => {
-    const child = fork(import.meta.filename, { env: { ...process.env, BENCH_APP: kind } });
-    const ready = await new Promise<Ready>((resolve) =>
-      child.once('message', (m) => resolve(m as Ready)),
-    );
-    return { child, ...ready };
-  };
+  const start = (kind: AppKind) => startServer(import.meta.filename, { BENCH_APP: kind });
   const bare = await start('bare');
   const bareAls = await start('bare-als');
   const causeway = await start('causeway');
   const children = [bare.child, bareAls.child, causeway.child];
   const withToken = { 'causeway-session': causeway.token };
 
-  const cases: {
-    name: string;
-    child: ChildProcess;
-    port: number;
-    headers: Record<string, string>;
-  }[] = [
+  const cases: LoadCase[] = [
     // Every request carries a header of the token's size (ignored where it means nothing), so
     // the cases differ only in what the server does with it.
-    { name: 'bare Express', child: bare.child, port: bare.port, headers: withToken },
+    { name: 'bare Express', server: bare, headers: withToken },
     {
       name: 'bare Express, AsyncLocalStorage on (reference)',
-      child: bareAls.child,
-      port: bareAls.port,
+      server: bareAls,
       headers: withToken,
     },
     {
       name: 'with consistency(), no token',
-      child: causeway.child,
-      port: causeway.port,
+      server: causeway,
       headers: { 'x-same-size-header': causeway.token },
     },
-    {
-      name: 'with consistency(), token sent back',
-      child: causeway.child,
-      port: causeway.port,
-      headers: withToken,
-    },
+    { name: 'with consistency(), token sent back', server: causeway, headers: withToken },
   ];
-  const serverCpuMicros = (child: ChildProcess) =>
-    new Promise<number>((resolve) => {
-      child.once('message', (m) => resolve((m as { cpuMicros: number }).cpuMicros));
-      child.send('cpu');
-    });
-  const rates = new Map<string, number[]>(cases.map((c) => [c.name, []]));
-  const cpu = new Map<string, number[]>(cases.map((c) => [c.name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const c of cases) {
-      const cpuBefore = await serverCpuMicros(c.child);
-      const result = await autocannon({
-        url: `http://127.0.0.1:${c.port}/`,
-        connections: 10,
-        duration: SECONDS,
-        headers: c.headers,
-      });
-      const used = (await serverCpuMicros(c.child)) - cpuBefore;
-      if (result.non2xx > 0 || result.errors > 0) throw new Error(`${c.name}: failed requests`);
-      rates.get(c.name)!.push(result.requests.average);
-      cpu.get(c.name)!.push(used / result.requests.total);
-    }
-  }
+  const load = await runLoad(cases, ROUNDS, SECONDS);
   for (const child of children) child.kill();
 
   // The middleware's own CPU per request, in-process on real Node request/response objects (no
@@ -172,8 +113,7 @@ if (role !== undefined) {
     .filter((name) => name !== 'bare')
     .map((name) => [name, (1e6 / best[name]! - 1e6 / best['bare']!).toFixed(2)]);
 
-  const rate = (name: string) => Math.max(...rates.get(name)!);
-  const cpuPerRequest = (name: string) => Math.min(...cpu.get(name)!);
+  const { rate, cpuPerRequest } = load;
   const rows = cases.map((c) => [
     c.name,
     Math.round(rate(c.name)),
@@ -197,8 +137,8 @@ if (role !== undefined) {
     seconds: SECONDS,
     rounds: ROUNDS,
     connections: 10,
-    requestsPerSecondByRound: Object.fromEntries(rates),
-    serverCpuMicrosPerRequestByRound: Object.fromEntries(cpu),
+    requestsPerSecondByRound: Object.fromEntries(load.rates),
+    serverCpuMicrosPerRequestByRound: Object.fromEntries(load.cpu),
     rows: rows.map(([name, rate, ratio, cpuMicros, cpuRatio]) => ({
       name,
       requestsPerSecond: rate,

@@ -28,7 +28,9 @@ export interface FetchConsistency extends ConsistencyApi {
   /**
    * `handler` run inside the request's session, its response carrying the token back:
    * `export const POST = c.withConsistency(async (request) => ...)`. Inside, `consistencyOf(request)`
-   * gives `req.consistency`'s equivalent. `level` sets the level of this handler's reads.
+   * gives `req.consistency`'s equivalent. `level` sets the level of this handler's reads. An
+   * error the handler throws goes to the host unchanged, and the host's error response carries
+   * no token: a handler that writes and may fail should catch and return its own `Response`.
    */
   withConsistency<Args extends unknown[]>(
     handler: FetchHandler<Args>,
@@ -36,11 +38,16 @@ export interface FetchConsistency extends ConsistencyApi {
   ): FetchHandler<Args>;
 }
 
-const exchanges = new WeakMap<Request, RequestConsistency>();
+// The request's exchange in a symbol-keyed field rather than a WeakMap: an entry per request in
+// a WeakMap costs the garbage collector (ephemerons) measurably (in-process, on Node 20, the
+// adapter's CPU per request over the bare handler with AsyncLocalStorage on: 1.36x with the
+// WeakMap, 1.10x with the field).
+const kExchange = Symbol('causeway.exchange');
+type ServedRequest = Request & { [kExchange]?: RequestConsistency };
 
 /** The session of a request a `withConsistency` handler is serving, else `CONFIG`. */
 export function consistencyOf(request: Request): RequestConsistency {
-  const c = exchanges.get(request);
+  const c = (request as ServedRequest)[kExchange];
   if (c === undefined) throw configError('this request is not served by withConsistency()');
   return c;
 }
@@ -72,7 +79,7 @@ export function consistency(options: FetchConsistencyOptions): FetchConsistency 
           });
         }
         if (level !== undefined) exchange.level = level;
-        exchanges.set(request, exchange);
+        (request as ServedRequest)[kExchange] = exchange;
         let response = await exchange.run(() => handler(request, ...args));
         const pending: [string, string, boolean][] = [];
         exchange.writeBack((name, value, append) => pending.push([name, value, append]));

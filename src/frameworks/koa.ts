@@ -1,5 +1,6 @@
 // `causeway/koa`: the session as a Koa middleware. Structural types: Causeway never imports Koa
 // (nor its type packages, whose declarations do not all check against their dependencies').
+import type { ServerResponse } from 'node:http';
 import { CausewayError, configError } from '../errors.js';
 import {
   type ConsistencyApi,
@@ -9,6 +10,7 @@ import {
 } from '../session/exchange.js';
 import { SESSION_HEADER } from '../session/express-http.js';
 import type { ConsistencyOptions } from '../session/express-options.js';
+import { WriteBack } from '../session/express-write-back.js';
 import { type ConsistencyLevel, validateLevel } from '../session/level.js';
 
 export type { ConsistencyApi, RequestConsistency, RunResult } from '../session/exchange.js';
@@ -18,8 +20,9 @@ export { ROUTE_HEADER, SESSION_HEADER } from '../session/express-http.js';
 export interface KoaContextLike {
   get(field: string): string;
   set(field: string, value: string): void;
-  append(field: string, value: string): void;
   readonly secure: boolean;
+  /** Node's response: the token is written on it just before its headers go out. */
+  readonly res: ServerResponse;
   state: Record<string, unknown>;
   status: number;
   body: unknown;
@@ -43,9 +46,9 @@ export interface KoaConsistency<Ctx extends KoaContextLike = KoaContextLike>
 /**
  * Koa 2/3 middleware giving every request a session: reads the token from the `causeway-session`
  * header or cookie, runs the downstream middleware inside the session, sets
- * `ctx.state.consistency`, and sets the token headers when they return (Koa sends the headers
- * after the whole chain). A downstream error that Koa's default handler answers loses that
- * response's token (the handler clears the headers); the writes stay in the session store.
+ * `ctx.state.consistency`, and sets the token headers on Node's response just before its
+ * headers go out, as `causeway/express` does: after the whole chain, and after Koa's default
+ * error handler (which clears every header set before) when a downstream middleware throws.
  */
 export function consistency<Ctx extends KoaContextLike = KoaContextLike>(
   options: KoaConsistencyOptions<Ctx>,
@@ -66,14 +69,11 @@ export function consistency<Ctx extends KoaContextLike = KoaContextLike>(
       return;
     }
     ctx.state['consistency'] = exchange;
-    try {
-      await exchange.run(next);
-    } finally {
-      exchange.writeBack((name, value, append) => {
-        if (append) ctx.append(name, value);
-        else ctx.set(name, value);
-      });
-    }
+    const writeBack = new WriteBack(ctx.res, exchange);
+    // The response is hooked only when there is (or comes) something to write back.
+    if (exchange.mustWriteBack) writeBack.hook();
+    else exchange.session.changeListener = writeBack;
+    await exchange.run(next);
   };
   return Object.assign(middleware, consistencyApi(core), {
     level(level: ConsistencyLevel): Middleware<Ctx> {

@@ -3,8 +3,9 @@ import { trace } from '@opentelemetry/api';
 import type { HeaderSink, RequestExchange } from './exchange.js';
 import { appendSetCookie } from './express-http.js';
 
-// Writing a request's session back on a Node response (Express, Nest): the exchange's headers,
-// just before the response headers go out.
+// Writing a request's session back on a Node response (Express, Nest, Koa): the exchange's
+// headers, just before the response headers go out, whatever wrote the response (a handler, or
+// the framework's error handling, which may clear the headers set before).
 
 const kWriteBack = Symbol('causeway.writeBack');
 type HookedResponse = ServerResponse & { [kWriteBack]?: WriteBack };

@@ -48,8 +48,13 @@ export interface ConsistencyHandler extends ConsistencyMiddleware, ConsistencyAp
 export function consistency<Req extends IncomingMessage = IncomingMessage>(
   options: ConsistencyOptions<Req>,
 ): ConsistencyHandler {
-  const core = new ConsistencyCore<Req>(options);
+  return expressHandler(new ConsistencyCore<Req>(options));
+}
 
+/** The Express middleware of `core` (`consistency()`; Nest's module shares its core). */
+export function expressHandler<Req extends IncomingMessage>(
+  core: ConsistencyCore<Req>,
+): ConsistencyHandler {
   const middleware: ConsistencyMiddleware = (req, res, next) => {
     const exchange = core.begin({
       header: headerValue(req.headers[SESSION_HEADER]),

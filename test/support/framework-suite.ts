@@ -33,6 +33,17 @@ export type Send = (
 export interface SuiteOptions {
   readonly options: Omit<ConsistencyOptions, 'userKey'>;
   readonly withUserKey: boolean;
+  /**
+   * Errors answered by the app's own error handler, in that framework's way (Express error
+   * middleware, Fastify's setErrorHandler, an outer Koa middleware, Hono's onError, a Nest
+   * exception filter) as a 500 `{ error: message }`; else by the framework's default handling.
+   */
+  readonly customErrors: boolean;
+}
+
+/** The body the apps' own error handlers answer with (`customErrors`). */
+export function errorBody(error: unknown): { error: string } {
+  return { error: error instanceof Error ? error.message : String(error) };
 }
 
 /** Builds the app on one framework; `close` releases it. */
@@ -40,6 +51,15 @@ export type BuildApp = (
   logic: AppLogic,
   suite: SuiteOptions,
 ) => Promise<{ send: Send; close(): Promise<void> }>;
+
+/** A response body: its JSON object, else `{ text }` (error pages are often plain text or HTML). */
+export function bodyOf(text: string): Record<string, unknown> {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null) return parsed as Record<string, unknown>;
+  } catch {}
+  return { text };
+}
 
 /** `Authorization: Bearer <user>`'s user (the test apps' stand-in for real authentication). */
 export function bearerUser(authorization: string | null | undefined): string | undefined {
@@ -68,6 +88,12 @@ export class AppLogic {
     };
   }
 
+  /** POST /fail/:key { value }: writes, then throws (the framework's error handling answers). */
+  async writeThenFail(c: RequestConsistency, key: string, value: string): Promise<never> {
+    await this.write(c, key, value);
+    throw new Error('the handler failed after its write');
+  }
+
   /** POST /signup { user }: creates the user and attaches the session to it. */
   async signup(c: RequestConsistency, user: string) {
     c.setUserKey(user);
@@ -81,8 +107,17 @@ export class AppLogic {
   }
 }
 
+/** What sets an adapter apart in the suite. */
+export interface AdapterTraits {
+  /**
+   * A handler's error goes to the host (the Fetch adapter rethrows it: Next.js, Bun or Deno
+   * answer it, and no response of the adapter's can carry the token): `send` then rejects.
+   */
+  readonly errorsReachHost?: boolean;
+}
+
 /** The suite: `describeAdapter('Fastify', build)`. */
-export function describeAdapter(name: string, build: BuildApp): void {
+export function describeAdapter(name: string, build: BuildApp, traits: AdapterTraits = {}): void {
   describe(`${name} adapter`, () => {
     let db: MemoryReplicaSet<string>;
     let logic: AppLogic;
@@ -99,10 +134,12 @@ export function describeAdapter(name: string, build: BuildApp): void {
     async function app(
       options: Partial<ConsistencyOptions> = {},
       withUserKey = false,
+      customErrors = false,
     ): Promise<Send> {
       const built = await build(logic, {
         options: { secret: SUITE_SECRET, replicaSet: db, ...options },
         withUserKey,
+        customErrors,
       });
       opened.push(built);
       return built.send;
@@ -145,6 +182,36 @@ export function describeAdapter(name: string, build: BuildApp): void {
       expect(rejected.status).toBe(400);
       expect(rejected.body).toMatchObject({ error: { code: 'INVALID_SESSION_TOKEN' } });
     });
+
+    it.skipIf(traits.errorsReachHost).each([
+      ['the default error handling', false],
+      ["the app's own error handler", true],
+    ])(
+      'a handler that throws after writing, answered by %s: the response carries the token',
+      async (_, customErrors) => {
+        const send = await app({}, false, customErrors);
+        const failed = await send('POST', '/fail/g', {}, { value: 'v-failed' });
+        expect(failed.status).toBe(500);
+        if (customErrors) {
+          expect(failed.body).toEqual({ error: 'the handler failed after its write' });
+        }
+        const token = failed.header('causeway-session');
+        expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
+        expect(failed.setCookies.some((c) => c.startsWith(`causeway-session=${token}`))).toBe(true);
+        const mine = await send('GET', '/items/g', { 'causeway-session': token! });
+        expect(mine.body).toMatchObject({ value: 'v-failed', target: 'leader' });
+      },
+    );
+
+    it.runIf(traits.errorsReachHost)(
+      'a handler that throws: its error reaches the host unchanged',
+      async () => {
+        const send = await app();
+        await expect(send('POST', '/fail/g', {}, { value: 'v-failed' })).rejects.toThrow(
+          'the handler failed after its write',
+        );
+      },
+    );
 
     it('exposes the token header to cross-origin clients when asked', async () => {
       const send = await app({ exposeHeader: true });

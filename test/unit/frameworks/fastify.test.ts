@@ -8,7 +8,9 @@ import type { RequestConsistency } from '../../../src/session/exchange.js';
 import {
   type BuildApp,
   bearerUser,
+  bodyOf,
   describeAdapter,
+  errorBody,
   type Sent,
   SUITE_SECRET,
 } from '../../support/framework-suite.js';
@@ -22,7 +24,7 @@ function sent(response: LightMyRequestResponse): Sent {
     status: response.statusCode,
     header: (name) => response.headers[name] as string | undefined,
     setCookies: cookies === undefined ? [] : ([] as string[]).concat(cookies),
-    body: response.json(),
+    body: bodyOf(response.body),
   };
 }
 
@@ -35,9 +37,15 @@ const build: BuildApp = async (logic, suite) => {
       : {}),
   });
   await app.register(c);
+  if (suite.customErrors) {
+    app.setErrorHandler((error, _req, reply) => reply.code(500).send(errorBody(error)));
+  }
   const of = (req: FastifyRequest): RequestConsistency => req.consistency!;
   app.post<{ Params: Params; Body: Body }>('/items/:key', (req) =>
     logic.write(of(req), req.params.key, req.body.value),
+  );
+  app.post<{ Params: Params; Body: Body }>('/fail/:key', (req) =>
+    logic.writeThenFail(of(req), req.params.key, req.body.value),
   );
   app.get<{ Params: Params }>('/items/:key', (req) => logic.read(of(req), req.params.key));
   app.post<{ Body: Body }>('/signup', (req) => logic.signup(of(req), req.body.user));

@@ -4,6 +4,7 @@ import { currentSession } from '../../../src/session/context.js';
 import {
   type BuildApp,
   bearerUser,
+  bodyOf,
   describeAdapter,
   type Sent,
   SUITE_SECRET,
@@ -14,7 +15,7 @@ async function sent(response: Response): Promise<Sent> {
     status: response.status,
     header: (name) => response.headers.get(name) ?? undefined,
     setCookies: response.headers.getSetCookie(),
-    body: (await response.json()) as Record<string, unknown>,
+    body: bodyOf(await response.text()),
   };
 }
 
@@ -40,6 +41,12 @@ const build: BuildApp = async (logic, suite) => {
       const { user } = (await request.json()) as { user: string };
       return Response.json(await logic[action](consistencyOf(request), user));
     });
+  const fail = c.withConsistency(async (request: Request, { params }: Params) => {
+    const { value } = (await request.json()) as { value: string };
+    return Response.json(
+      await logic.writeThenFail(consistencyOf(request), (await params).key, value),
+    );
+  });
   const signup = account('signup');
   const login = account('login');
   return {
@@ -49,17 +56,18 @@ const build: BuildApp = async (logic, suite) => {
         headers,
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
-      const key = /^\/items\/(\w+)$/.exec(path)?.[1];
+      const key = /^\/(?:items|fail)\/(\w+)$/.exec(path)?.[1];
       const params = { params: Promise.resolve({ key: key ?? '' }) };
       if (path === '/signup') return sent(await signup(request));
       if (path === '/login') return sent(await login(request));
+      if (path.startsWith('/fail/')) return sent(await fail(request, params));
       return sent(await (method === 'GET' ? GET(request, params) : POST(request, params)));
     },
     close: async () => {},
   };
 };
 
-describeAdapter('Fetch API', build);
+describeAdapter('Fetch API', build, { errorsReachHost: true });
 
 it('Fetch: the session holds across awaits; an immutable response gets the token on a copy', async () => {
   const c = consistency({ secret: SUITE_SECRET });

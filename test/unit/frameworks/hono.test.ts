@@ -5,7 +5,9 @@ import { currentSession } from '../../../src/session/context.js';
 import {
   type BuildApp,
   bearerUser,
+  bodyOf,
   describeAdapter,
+  errorBody,
   type Sent,
   SUITE_SECRET,
 } from '../../support/framework-suite.js';
@@ -15,7 +17,7 @@ async function sent(response: Response): Promise<Sent> {
     status: response.status,
     header: (name) => response.headers.get(name) ?? undefined,
     setCookies: response.headers.getSetCookie(),
-    body: (await response.json()) as Record<string, unknown>,
+    body: bodyOf(await response.text()),
   };
 }
 
@@ -27,9 +29,14 @@ const build: BuildApp = async (logic, suite) => {
       ...(suite.withUserKey ? { userKey: (c) => bearerUser(c.req.header('authorization')) } : {}),
     }),
   );
+  if (suite.customErrors) app.onError((error, c) => c.json(errorBody(error), 500));
   app.post('/items/:key', async (c) => {
     const { value } = await c.req.json<{ value: string }>();
     return c.json(await logic.write(c.get('consistency'), c.req.param('key'), value));
+  });
+  app.post('/fail/:key', async (c) => {
+    const { value } = await c.req.json<{ value: string }>();
+    return c.json(await logic.writeThenFail(c.get('consistency'), c.req.param('key'), value));
   });
   app.get('/items/:key', async (c) =>
     c.json(await logic.read(c.get('consistency'), c.req.param('key'))),

@@ -7,6 +7,7 @@ import {
   type BuildApp,
   bearerUser,
   describeAdapter,
+  errorBody,
   type Sent,
   SUITE_SECRET,
 } from '../../support/framework-suite.js';
@@ -30,6 +31,17 @@ function sent(response: request.Response): Sent {
 
 const build: BuildApp = async (logic, suite) => {
   const app = new Koa();
+  app.silent = true; // the failing route's error is expected
+  if (suite.customErrors) {
+    app.use(async (ctx, next) => {
+      try {
+        await next();
+      } catch (error) {
+        ctx.status = 500;
+        ctx.body = errorBody(error);
+      }
+    });
+  }
   app.use(
     consistency({
       ...suite.options,
@@ -45,6 +57,8 @@ const build: BuildApp = async (logic, suite) => {
       ctx.body = await logic.read(c, item[1]!);
     } else if (ctx.method === 'POST' && item !== null) {
       ctx.body = await logic.write(c, item[1]!, (await jsonBody(ctx))['value']!);
+    } else if (ctx.method === 'POST' && ctx.path.startsWith('/fail/')) {
+      ctx.body = await logic.writeThenFail(c, ctx.path.slice(6), (await jsonBody(ctx))['value']!);
     } else if (ctx.method === 'POST' && ctx.path === '/signup') {
       ctx.body = await logic.signup(c, (await jsonBody(ctx))['user']!);
     } else if (ctx.method === 'POST' && ctx.path === '/login') {

@@ -1,6 +1,18 @@
 import 'reflect-metadata';
-import { Body, Controller, Get, Headers, Param, Post } from '@nestjs/common';
+import {
+  type ArgumentsHost,
+  Body,
+  Catch,
+  Controller,
+  Get,
+  Headers,
+  type HttpServer,
+  Param,
+  Post,
+} from '@nestjs/common';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
+import type { FastifyRequest } from 'fastify';
 import request from 'supertest';
 import { expect, it } from 'vitest';
 import {
@@ -14,7 +26,9 @@ import {
   type AppLogic,
   type BuildApp,
   bearerUser,
+  bodyOf,
   describeAdapter,
+  errorBody,
   type Sent,
   SUITE_SECRET,
 } from '../../support/framework-suite.js';
@@ -49,6 +63,9 @@ function itemsController(logic: AppLogic) {
     write(c: RequestConsistency, key: string, body: { value: string }) {
       return logic.write(c, key, body.value);
     }
+    fail(c: RequestConsistency, key: string, body: { value: string }) {
+      return logic.writeThenFail(c, key, body.value);
+    }
     signup(c: RequestConsistency, body: { user: string }) {
       return logic.signup(c, body.user);
     }
@@ -59,11 +76,26 @@ function itemsController(logic: AppLogic) {
   Controller()(ItemsController);
   route(ItemsController, 'read', Get('items/:key'), [Consistency(), Param('key')]);
   route(ItemsController, 'write', Post('items/:key'), [Consistency(), Param('key'), Body()]);
+  route(ItemsController, 'fail', Post('fail/:key'), [Consistency(), Param('key'), Body()]);
   route(ItemsController, 'signup', Post('signup'), [Consistency(), Body()]);
   route(ItemsController, 'login', Post('login'), [Consistency(), Body()]);
   return ItemsController;
 }
 
+/**
+ * An exception filter answering every error as a 500 `{ error }` (the suite's `customErrors`),
+ * through the platform's adapter as Nest's platform-neutral filters do.
+ */
+class AnswerErrors {
+  constructor(readonly adapter: HttpServer) {}
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    this.adapter.reply(host.switchToHttp().getResponse(), errorBody(exception), 500);
+  }
+}
+Catch()(AnswerErrors);
+
+/** The suite's app on Nest's Express platform (driven with supertest). */
 const build: BuildApp = async (logic, suite) => {
   const moduleRef = await Test.createTestingModule({
     imports: [
@@ -75,6 +107,7 @@ const build: BuildApp = async (logic, suite) => {
     controllers: [itemsController(logic)],
   }).compile();
   const app = moduleRef.createNestApplication({ logger: false });
+  if (suite.customErrors) app.useGlobalFilters(new AnswerErrors(app.getHttpAdapter()));
   await app.init();
   return {
     send: async (method, path, headers = {}, body = undefined) => {
@@ -90,6 +123,46 @@ const build: BuildApp = async (logic, suite) => {
 };
 
 describeAdapter('NestJS', build);
+
+/** The suite's app on Nest's Fastify platform (driven with Fastify's `inject()`). */
+const buildOnFastify: BuildApp = async (logic, suite) => {
+  const moduleRef = await Test.createTestingModule({
+    imports: [
+      ConsistencyModule.forRoot<FastifyRequest>({
+        ...suite.options,
+        ...(suite.withUserKey ? { userKey: (req) => bearerUser(req.headers.authorization) } : {}),
+      }),
+    ],
+    controllers: [itemsController(logic)],
+  }).compile();
+  const app = moduleRef.createNestApplication<NestFastifyApplication>(new FastifyAdapter(), {
+    logger: false,
+  });
+  if (suite.customErrors) app.useGlobalFilters(new AnswerErrors(app.getHttpAdapter()));
+  await app.init();
+  await app.getHttpAdapter().getInstance().ready();
+  return {
+    send: async (method, url, headers = {}, body = undefined) => {
+      const response = await app.inject({
+        method,
+        url,
+        headers: body === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { payload: JSON.stringify(body) }),
+      });
+      const cookies = response.headers['set-cookie'];
+      const status = response.statusCode === 201 ? 200 : response.statusCode;
+      return {
+        status,
+        header: (name) => response.headers[name] as string | undefined,
+        setCookies: cookies === undefined ? [] : ([] as string[]).concat(cookies),
+        body: bodyOf(response.body),
+      };
+    },
+    close: () => app.close(),
+  };
+};
+
+describeAdapter('NestJS on Fastify', buildOnFastify);
 
 it('NestJS: the module provides the handler for jobs and non-HTTP entry points', async () => {
   class Plain {
