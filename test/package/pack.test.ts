@@ -1,7 +1,7 @@
 /**
  * Proves the published shape: build, `npm pack`, `npm install` the tarball into a consumer
- * project (offline: its one dependency, libpg-query, comes from npm's cache, and peers are not
- * installed), then import every subpath export from JavaScript, run the `bin` through the link
+ * project (offline: its dependencies are packed from this repository's node_modules, installed
+ * by `npm ci` from the lockfile, so no registry metadata is needed; peers are not installed), then import every subpath export from JavaScript, run the `bin` through the link
  * npm made, and type-check a TypeScript consumer against the declarations. Peer dependencies resolve from this
  * repository's node_modules (the consumer lives below it), as they would from a user's project.
  */
@@ -26,6 +26,44 @@ const subpaths = Object.keys(EXPORTS);
 let consumer: string;
 let tarball: string;
 
+/**
+ * Tarballs of the package's runtime dependencies and theirs, packed from the lockfile's install
+ * in node_modules: an offline install of the package then resolves every dependency from them
+ * (npm's cache holds the lockfile's tarballs, not the registry metadata a range would need).
+ */
+function packDependencies(destination: string): string[] {
+  const seen = new Set<string>();
+  const pending = Object.keys(readJson(join(repo, 'package.json')).dependencies ?? {});
+  for (let name = pending.pop(); name !== undefined; name = pending.pop()) {
+    if (seen.has(name)) continue;
+    seen.add(name);
+    pending.push(
+      ...Object.keys(readJson(join(repo, 'node_modules', name, 'package.json')).dependencies ?? {}),
+    );
+  }
+  return [...seen].map((name) =>
+    join(
+      destination,
+      run(
+        'npm',
+        [
+          'pack',
+          '--ignore-scripts',
+          '--silent',
+          '--pack-destination',
+          destination,
+          join(repo, 'node_modules', name),
+        ],
+        repo,
+      ).trim(),
+    ),
+  );
+}
+
+function readJson(path: string): { dependencies?: Record<string, string> } {
+  return JSON.parse(readFileSync(path, 'utf8'));
+}
+
 function run(command: string, args: string[], cwd: string): string {
   return execFileSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
@@ -38,6 +76,8 @@ beforeAll(() => {
   const packed = readdirSync(consumer).find((f) => f.endsWith('.tgz'));
   if (!packed) throw new Error('npm pack produced no tarball');
   tarball = join(consumer, packed);
+  mkdirSync(join(consumer, 'dependencies'));
+  const dependencies = packDependencies(join(consumer, 'dependencies'));
   writeFileSync(join(consumer, 'package.json'), JSON.stringify({ type: 'module', private: true }));
   run(
     'npm',
@@ -51,6 +91,7 @@ beforeAll(() => {
       '--no-audit',
       '--no-fund',
       tarball,
+      ...dependencies,
     ],
     consumer,
   );
