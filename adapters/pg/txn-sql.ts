@@ -1,5 +1,6 @@
+import pg from 'pg';
 import { CausewayError, ErrorCode, invalidInput, MAX_GID_BYTES } from '../../src/adapter-kit.js';
-import { type PgRowsResult, sqlState } from './sql.js';
+import { type PgQueryableClient, type PgRowsResult, sqlState } from './sql.js';
 
 /**
  * The result of the last statement: `pg` answers a multi-statement simple query (which a
@@ -52,5 +53,50 @@ export function commitRefused(error: unknown): CausewayError | undefined {
   return new CausewayError(ErrorCode.TXN_ABORTED, `PostgreSQL did not commit: ${message}`, {
     cause: error,
     details: { sqlstate: state },
+  });
+}
+
+/** Prepended to a branch's first statement when it has no parameters (one simple query). */
+export const BEGIN_PREFIX = 'BEGIN;';
+
+/**
+ * A `pg` query that opens the transaction and runs a parameterised statement in one round
+ * trip: BEGIN's Parse, Bind and Execute go on the wire just before the statement's own messages,
+ * under the statement's single Sync (a BEGIN in the extended protocol starts a transaction block
+ * that outlasts the Sync). `pg` answers with two results, BEGIN's first; if the statement fails,
+ * the transaction is open and failed, as after a separate BEGIN.
+ */
+class BeginThen extends pg.Query {
+  override submit = (connection: pg.Connection): void => {
+    const stream = (connection as { stream?: { cork?(): void; uncork?(): void } }).stream;
+    stream?.cork?.();
+    try {
+      connection.parse({ text: 'BEGIN', name: '', types: [] }, false);
+      connection.bind({}, false);
+      connection.execute({}, false);
+      pg.Query.prototype.submit.call(this, connection);
+    } finally {
+      stream?.uncork?.();
+    }
+  };
+}
+
+/**
+ * Runs `BEGIN` and then the branch's first statement in one round trip, when `client` is a
+ * `pg` client (else undefined: the caller sends BEGIN on its own). Resolves to both results.
+ */
+export function beginWith(
+  client: PgQueryableClient,
+  text: string,
+  values: unknown[],
+): Promise<PgRowsResult[]> | undefined {
+  if (!(client instanceof pg.Client)) return undefined;
+  return new Promise((resolve, reject) => {
+    client.query(
+      new BeginThen({ text, values }, (error: Error | undefined, results: unknown) => {
+        if (error) reject(error);
+        else resolve(results as PgRowsResult[]);
+      }),
+    );
   });
 }
