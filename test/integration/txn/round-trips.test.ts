@@ -130,6 +130,25 @@ describe('2PC round trips on PostgreSQL: BEGIN goes with the first statement', (
     expect(await visible(users, 5)).toBe(false);
   });
 
+  it('a client that is not a pg.Client (a wrapper) gets its BEGIN on its own, first', async () => {
+    const wrapped = {
+      query: (text: string, values?: unknown[]) => users.query(text, values),
+      connect: async () => {
+        const client = await users.connect();
+        return {
+          query: (text: string, values?: unknown[]) => client.query(text, values),
+          release: (error?: Error | boolean) => client.release(error),
+        };
+      },
+    };
+    const branch = await new PgParticipant({ pool: wrapped }).begin();
+    const statements = await statementsOf(() => branch.query(...insert(7)));
+    expect(statements).toEqual(['BEGIN', 'INSERT INTO']);
+    expect(await visible(users, 7)).toBe(false);
+    await branch.rollback();
+    expect(await visible(users, 7)).toBe(false);
+  });
+
   it('a branch that ran no statement commits, prepares or rolls back all the same', async () => {
     const participant = new PgParticipant({ pool: users });
     const idle = await participant.begin();
