@@ -20,7 +20,14 @@ import {
   resolvePool,
   sqlState,
 } from './sql.js';
-import { commitRefused, gidLiteral, prepareRefused, single } from './txn-sql.js';
+import {
+  BEGIN_PREFIX,
+  beginWith,
+  commitRefused,
+  gidLiteral,
+  prepareRefused,
+  single,
+} from './txn-sql.js';
 
 export interface PgParticipantOptions {
   /**
@@ -74,14 +81,8 @@ export class PgParticipant implements Participant {
 
   async begin(): Promise<ParticipantBranch> {
     if (!this.verified) await this.ready();
-    const client = await connectClient(this.pool);
-    try {
-      await client.query('BEGIN');
-    } catch (error) {
-      client.release(error instanceof Error ? error : true);
-      throw error;
-    }
-    return new PgBranch(client);
+    // BEGIN goes with the branch's first statement (see PgBranch), saving a round trip.
+    return new PgBranch(await connectClient(this.pool));
   }
 
   async commitPrepared(gid: string): Promise<boolean> {
@@ -195,9 +196,16 @@ export class PgParticipant implements Participant {
  */
 const READ_COMMANDS = new Set(['SELECT', 'SHOW', 'FETCH', 'MOVE']);
 
-/** A transaction on one client; the client goes back to the pool on prepare, commit or rollback. */
+/**
+ * A transaction on one client; the client goes back to the pool on prepare, commit or rollback.
+ * Its BEGIN is sent with the first statement, in the same round trip: with a parameterised
+ * statement under one Sync (`beginWith`), without parameters as one simple query
+ * `BEGIN;<statement>`. A branch ended before any statement ran never began.
+ */
 class PgBranch implements ParticipantBranch {
   private client: PgQueryableClient | undefined;
+  /** BEGIN was sent (it may have run even if its reply was lost). */
+  private begun = false;
   /** A statement other than `READ_COMMANDS` ran (it may have written). */
   private ranWriteCommand = false;
 
@@ -214,14 +222,47 @@ class PgBranch implements ParticipantBranch {
     // Taken after the check, which yields: a branch rolled back meanwhile has given its
     // connection back, and the statement must not run there (it would commit on its own).
     const client = this.open();
-    const results = await client.query(text, values === undefined ? undefined : [...values]);
+    const params = values === undefined || values.length === 0 ? undefined : [...values];
+    let results: PgRowsResult | PgRowsResult[];
+    let first = 0;
+    if (this.begun) {
+      results = await client.query(text, params);
+    } else {
+      this.begun = true;
+      first = 1;
+      results = await this.beginWith(client, text, params);
+    }
     if (!this.ranWriteCommand) {
-      this.ranWriteCommand = (Array.isArray(results) ? results : [results]).some(
-        (one) => !READ_COMMANDS.has(one.command ?? ''),
-      );
+      this.ranWriteCommand = (Array.isArray(results) ? results : [results])
+        .slice(first)
+        .some((one) => !READ_COMMANDS.has(one.command ?? ''));
     }
     const result = single(results);
     return { rows: result.rows as Row[], rowCount: result.rowCount ?? null };
+  }
+
+  /** BEGIN and the first statement in one round trip; BEGIN's result comes first. */
+  private async beginWith(
+    client: PgQueryableClient,
+    text: string,
+    params: unknown[] | undefined,
+  ): Promise<PgRowsResult | PgRowsResult[]> {
+    if (params !== undefined) {
+      const pipelined = beginWith(client, text, params);
+      if (pipelined !== undefined) return pipelined;
+      await client.query('BEGIN');
+      return [{ rows: [], command: 'BEGIN' }, await client.query(text, params)];
+    }
+    try {
+      return await client.query(`${BEGIN_PREFIX}${text}`);
+    } catch (error) {
+      // Positions in the server's error point into the text it was sent: make them the caller's.
+      const at = error as { position?: unknown };
+      if (typeof at?.position === 'string' && Number(at.position) > BEGIN_PREFIX.length) {
+        at.position = String(Number(at.position) - BEGIN_PREFIX.length);
+      }
+      throw error;
+    }
   }
 
   /**
@@ -231,6 +272,7 @@ class PgBranch implements ParticipantBranch {
    */
   isReadOnly(): Promise<boolean> | boolean {
     if (this.ranWriteCommand) return false;
+    if (!this.begun) return true;
     return this.open()
       .query('SELECT pg_current_xact_id_if_assigned() IS NULL AS read_only')
       .then((result) => result.rows[0]?.['read_only'] === true);
@@ -243,7 +285,9 @@ class PgBranch implements ParticipantBranch {
     try {
       // One round trip either way; `pg` answers two statements with two results.
       command = single(
-        await client.query(lastStatement === undefined ? 'COMMIT' : `${lastStatement}; COMMIT`),
+        await client.query(
+          `${this.beginIfNot()}${lastStatement === undefined ? '' : `${lastStatement}; `}COMMIT`,
+        ),
       ).command;
     } catch (error) {
       const refused = commitRefused(error);
@@ -274,9 +318,9 @@ class PgBranch implements ParticipantBranch {
       // One round trip: the branch's 64-bit xid (to check its fate later), then the prepare.
       // Two statements, so `pg` answers with an array of two results.
       const results: PgRowsResult | PgRowsResult[] = await client.query(
-        `SELECT pg_current_xact_id()::text AS xid; PREPARE TRANSACTION ${literal}`,
+        `${this.beginIfNot()}SELECT pg_current_xact_id()::text AS xid; PREPARE TRANSACTION ${literal}`,
       );
-      const [selected, prepared] = Array.isArray(results) ? results : [results];
+      const [selected, prepared] = (Array.isArray(results) ? results : [results]).slice(-2);
       // PREPARE in a failed transaction rolls back instead (command ROLLBACK).
       if (prepared?.command !== 'PREPARE') {
         throw new Error('the transaction had failed and was rolled back');
@@ -292,7 +336,16 @@ class PgBranch implements ParticipantBranch {
   async rollback(): Promise<void> {
     const client = this.client;
     this.client = undefined;
-    if (client !== undefined) await endAndRelease(client);
+    if (client === undefined) return;
+    if (this.begun) await endAndRelease(client);
+    else client.release();
+  }
+
+  /** A branch that ran no statement begins as it ends (prepare or commit). */
+  private beginIfNot(): string {
+    const prefix = this.begun ? '' : BEGIN_PREFIX;
+    this.begun = true;
+    return prefix;
   }
 
   private open(): PgQueryableClient {
