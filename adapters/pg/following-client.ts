@@ -10,7 +10,7 @@ import {
   type PrimaryFollower,
   type PrimaryTarget,
 } from './primary-follower.js';
-import { sqlStateOf } from './replica-errors.js';
+import { isConnectionLoss, sqlStateOf } from './replica-errors.js';
 import type { PgQueryablePool } from './sql.js';
 
 type Callback = (error: Error | undefined, ...rest: unknown[]) => unknown;
@@ -44,7 +44,17 @@ export function followingClientClass(
         this.port = candidate.port;
         live.add(this);
         this.once('end', () => live.delete(this));
-        return super.connect();
+        return super.connect().catch((error: unknown) => {
+          if (!isConnectionLoss(error)) throw error;
+          // The primary refuses connections (stopped, restarting, gone): look again now, and
+          // say so with the failover's code; nothing was sent.
+          void follower.recheck();
+          throw noPrimary(
+            `No primary: ${candidate.label} refuses connections; the statement was not sent`,
+            { node: candidate.label, executed: false },
+            error,
+          );
+        });
       });
       if (callback === undefined) return connecting;
       connecting.then(

@@ -36,6 +36,8 @@ export interface PrimaryTarget {
   readOnlySeen(candidate: PrimaryCandidate): Promise<boolean>;
   /** Calls `listener` with every candidate left behind (its connections must end). */
   onLeft(listener: (left: PrimaryCandidate) => void): void;
+  /** Checks the candidates again soon (the primary refused a connection). */
+  recheck(): void;
 }
 
 /** The error of a statement refused, or failed, because no candidate is known to be the primary. */
@@ -143,6 +145,10 @@ export class PrimaryFollower implements PrimaryTarget {
 
   onLeft(listener: (left: PrimaryCandidate) => void): void {
     this.#leftListeners.push(listener);
+  }
+
+  recheck(): void {
+    void this.discover();
   }
 
   /**
