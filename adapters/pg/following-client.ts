@@ -42,19 +42,33 @@ export function followingClientClass(
         this.candidate = candidate;
         this.host = candidate.host;
         this.port = candidate.port;
-        live.add(this);
-        this.once('end', () => live.delete(this));
-        return super.connect().catch((error: unknown) => {
-          if (!isConnectionLoss(error)) throw error;
-          // The primary refuses connections (stopped, restarting, gone): look again now, and
-          // say so with the failover's code; nothing was sent.
-          void follower.recheck();
-          throw noPrimary(
-            `No primary: ${candidate.label} refuses connections; the statement was not sent`,
-            { node: candidate.label, executed: false },
-            error,
-          );
-        });
+        return super.connect().then(
+          async () => {
+            // Ending a client while it connects would leave pg's connect callback unanswered
+            // (and pg-pool waiting for it forever): a client joins the ended-on-move set only
+            // once connected, and one whose primary was left meanwhile ends here instead.
+            if (follower.refuses(candidate)) {
+              await this.end().catch(() => {});
+              throw noPrimary(
+                `No primary: ${candidate.label} is no longer the primary; the statement was not sent`,
+                { node: candidate.label, executed: false },
+              );
+            }
+            live.add(this);
+            this.once('end', () => live.delete(this));
+          },
+          (error: unknown) => {
+            if (!isConnectionLoss(error)) throw error;
+            // The primary refuses connections (stopped, restarting, gone): look again now, and
+            // say so with the failover's code; nothing was sent.
+            follower.recheck();
+            throw noPrimary(
+              `No primary: ${candidate.label} refuses connections; the statement was not sent`,
+              { node: candidate.label, executed: false },
+              error,
+            );
+          },
+        );
       });
       if (callback === undefined) return connecting;
       connecting.then(
