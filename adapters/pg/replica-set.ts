@@ -312,10 +312,14 @@ export class PgReplicaSet implements ReplicaSet {
     if (node.history === undefined) await this.#check(node);
     const history = node.history;
     if (history === undefined) return undefined;
+    // Following a primary, the node that answers may have changed since `history` was read:
+    // its timeline comes with its position (the candidates share one system identifier).
     const sql =
-      node.role === 'leader'
-        ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
-        : 'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS in_recovery';
+      node.role === 'replica'
+        ? 'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS in_recovery'
+        : this.#follower === undefined
+          ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
+          : 'SELECT lsn::text AS lsn, pg_walfile_name(lsn) AS walfile FROM pg_current_wal_insert_lsn() lsn';
     const asOf = performance.now();
     const row = (await (on === undefined ? this.#timed(node.checks.query(sql)) : on.query(sql)))
       .rows[0];
@@ -325,9 +329,10 @@ export class PgReplicaSet implements ReplicaSet {
     }
     const text = row?.['lsn'];
     if (typeof text !== 'string') return undefined;
+    const walfile = row?.['walfile'];
     const position: Position = {
       stream: history.stream,
-      epoch: history.epoch,
+      epoch: typeof walfile === 'string' ? Number.parseInt(walfile.slice(0, 8), 16) : history.epoch,
       lsn: parseLsn(text),
     };
     this.#advance(node, position, asOf);
