@@ -218,6 +218,36 @@ describe('following the primary over a list of candidates', () => {
   }, 120_000);
 });
 
+describe('an old primary left behind', () => {
+  it('is never written to again once a candidate is primary on a newer timeline', async () => {
+    const { pool: routed } = pool({ primary: [a.url, b.url], replicas: [] });
+    await routed.ready();
+    const old = (await inRecovery(a.url)) ? b : a;
+    const next = old === a ? b : a;
+    expect(await write(routed, 20, 1)).toBe(old.port);
+    const held = await routed.connect();
+    // The standby is promoted while the old primary still runs and accepts writes (a partition,
+    // or a failover that did not stop it): two primaries, the newer on a later timeline.
+    await promote(next);
+    await expect
+      .poll(() => write(routed, 21, 1).catch(() => undefined), { timeout: 15_000, interval: 50 })
+      .toBe(next.port);
+    // A client checked out before the move is cut from the old primary, not left writing there.
+    await expect(held.query(`UPDATE ${TABLE} SET v = v + 1 WHERE id = 20`)).rejects.toBeDefined();
+    held.release(true);
+    for (let i = 0; i < 5; i++) expect(await write(routed, 22 + i, 1)).toBe(next.port);
+    await routed.replicaSet.refresh();
+    expect(await write(routed, 30, 1)).toBe(next.port);
+    const direct = new pg.Client({ connectionString: old.url });
+    await direct.connect();
+    // Until a check saw the promotion, writes (id 21, retried) still went to the old primary;
+    // none after.
+    const { rows } = await direct.query(`SELECT count(*)::int AS n FROM ${TABLE} WHERE id >= 22`);
+    await direct.end();
+    expect(rows[0]!.n).toBe(0);
+  }, 60_000);
+});
+
 describe('an unreachable cluster', () => {
   it("affects only the session's reads on that cluster", async () => {
     const env = testEnv();
