@@ -40,7 +40,8 @@ import {
 import type { PgQueryable, PgQueryablePool, PgRowsResult } from './sql.js';
 
 export { formatLsn, type PgNodeOption, parseLsn } from './pg-nodes.js';
-export type { PgReplicaSetOptions } from './replica-set-options.js';
+export type { ReplicaSource } from './replica-roster.js';
+export type { PgReplicaSetOptions, PrimaryCandidateOption } from './replica-set-options.js';
 
 /**
  * The PostgreSQL topology: a primary and its streaming replicas, with positions and health
