@@ -75,6 +75,9 @@ export class PrimaryFollower implements PrimaryTarget {
   #epoch = 0;
   /** A candidate that failed a statement as read-only, refused until a check clears it. */
   #suspect: PrimaryCandidate | undefined;
+  /** Discoveries started so far, and how many had when the suspicion arose. */
+  #rounds = 0;
+  #suspectSince = 0;
   #discovering: Promise<CandidateAnswer | undefined> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -136,11 +139,13 @@ export class PrimaryFollower implements PrimaryTarget {
   async readOnlySeen(candidate: PrimaryCandidate): Promise<boolean> {
     if (candidate !== this.#current) return true;
     this.#suspect = candidate;
+    this.#suspectSince = this.#rounds;
+    // Only a check sent after the refusal can clear it: one in flight may predate the demotion.
     // A read-only error on a healthy primary (a write in a READ ONLY transaction, or with
-    // default_transaction_read_only set) clears the suspicion once the check has answered.
+    // default_transaction_read_only set) is cleared once such a check found it primary.
+    await this.#discovering?.catch(() => {});
     await this.discover();
-    if (this.#suspect === candidate) this.#suspect = undefined;
-    return this.#current !== candidate;
+    return this.#current !== candidate || this.#suspect === candidate;
   }
 
   onLeft(listener: (left: PrimaryCandidate) => void): void {
@@ -172,6 +177,8 @@ export class PrimaryFollower implements PrimaryTarget {
   }
 
   async #discover(): Promise<CandidateAnswer | undefined> {
+    this.#rounds += 1;
+    const round = this.#rounds;
     const answers: CandidateAnswer[] = await Promise.all(
       this.candidates.map((candidate) =>
         this.#check(candidate.checks).then(
@@ -206,13 +213,22 @@ export class PrimaryFollower implements PrimaryTarget {
       this.#stream ??= row['stream'] as string;
     }
     if (chosen !== undefined && chosenEpoch > this.#epoch) this.#epoch = chosenEpoch;
+    const answer = chosen === undefined ? undefined : answers[this.candidates.indexOf(chosen)];
+    // A suspect is cleared by leaving it, or by a check sent after the refusal that found it
+    // primary (not one that merely timed out on it).
+    if (
+      this.#suspect !== undefined &&
+      (this.#suspect !== chosen || (round > this.#suspectSince && answer && 'row' in answer))
+    ) {
+      this.#suspect = undefined;
+    }
     this.#current = chosen;
     if (chosen !== previous) {
       if (previous !== undefined) for (const listener of this.#leftListeners) listener(previous);
       this.#onChange();
     }
-    if (chosen === undefined) this.#pollSoon();
-    return chosen === undefined ? undefined : answers[this.candidates.indexOf(chosen)];
+    if (chosen === undefined || this.#suspect !== undefined) this.#pollSoon();
+    return answer;
   }
 
   /** While no primary is known, the candidates are checked every `failoverPollIntervalMs`. */

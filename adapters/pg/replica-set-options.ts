@@ -17,7 +17,9 @@ export interface PgReplicaSetOptions<P extends PgQueryablePool = PgQueryablePool
    * read-only, SQLSTATE 25006, on the primary) moves writes to the new primary and ends every
    * connection to the old one, which is not used again on its old timeline. While no candidate
    * is the primary, statements fail at once with `NO_PRIMARY` and are never sent (nor retried).
-   * The leader is then named `'primary'`.
+   * A read-only refusal on a primary that is fine (a write in a `READ ONLY` transaction) costs
+   * one check: until it answers, statements to the primary fail with `NO_PRIMARY` too (no
+   * statement is held back and reordered). The leader is then named `'primary'`.
    */
   primary: PgNodeOption<P> | readonly PrimaryCandidateOption[];
   /**

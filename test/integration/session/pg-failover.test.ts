@@ -294,14 +294,18 @@ describe('an unreachable cluster', () => {
         expect(session.writeFloorOn(stream)).toEqual(writeFloor);
         expect(session.floorsUncertain).toBe(false);
       });
-      // Its reads still went to its replica once caught up (not all to the leader).
+      // Its reads still go to its replica once it has caught up (its cached position moves at
+      // the next check, up to pollIntervalMs later), not all to the leader.
       await expect
-        .poll(async () => {
-          await withSession(session, () =>
-            reachable.query('SELECT count(*) FROM failover_reachable'),
-          );
-          return events.at(-1)?.target;
-        })
+        .poll(
+          async () => {
+            await withSession(session, () =>
+              reachable.query('SELECT count(*) FROM failover_reachable'),
+            );
+            return events.at(-1)?.target;
+          },
+          { timeout: 10_000, interval: 100 },
+        )
         .toBe('replica');
     } finally {
       await admin.query('DROP TABLE IF EXISTS failover_reachable');
