@@ -218,6 +218,26 @@ describe('following the primary over a list of candidates', () => {
   }, 120_000);
 });
 
+describe('a read-only refusal on a primary that is fine', () => {
+  it('is passed on as it is, and the pool keeps writing to that primary', async () => {
+    const { pool: routed } = pool({ primary: [a.url, b.url], replicas: [] });
+    const primary = (await inRecovery(a.url)) ? b : a;
+    expect(await write(routed, 40, 1)).toBe(primary.port);
+    const client = await routed.connect();
+    await client.query('BEGIN READ ONLY');
+    const refused = await client.query(`INSERT INTO ${TABLE} (id, v) VALUES (41, 1)`).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await client.query('ROLLBACK');
+    client.release();
+    // The check found the primary still primary: the caller sees PostgreSQL's own error.
+    expect(isCausewayError(refused), String(refused)).toBe(false);
+    expect((refused as { code?: string }).code).toBe('25006');
+    expect(await write(routed, 42, 1)).toBe(primary.port);
+  }, 30_000);
+});
+
 describe('an old primary left behind', () => {
   it('is never written to again once a candidate is primary on a newer timeline', async () => {
     const { pool: routed } = pool({ primary: [a.url, b.url], replicas: [] });
@@ -242,7 +262,9 @@ describe('an old primary left behind', () => {
     await direct.connect();
     // Until a check saw the promotion, writes (id 21, retried) still went to the old primary;
     // none after.
-    const { rows } = await direct.query(`SELECT count(*)::int AS n FROM ${TABLE} WHERE id >= 22`);
+    const { rows } = await direct.query(
+      `SELECT count(*)::int AS n FROM ${TABLE} WHERE id BETWEEN 22 AND 30`,
+    );
     await direct.end();
     expect(rows[0]!.n).toBe(0);
   }, 60_000);
