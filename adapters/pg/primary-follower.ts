@@ -81,6 +81,8 @@ export class PrimaryFollower implements PrimaryTarget {
   #discovering: Promise<CandidateAnswer | undefined> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** `host:port` of the replicas' settings seen by `replicaPromoted`. */
+  readonly #labels = new WeakMap<object, string>();
 
   /**
    * `configs`: each candidate's `pg` settings; `check` runs the leader check on a pool and
@@ -153,6 +155,23 @@ export class PrimaryFollower implements PrimaryTarget {
   }
 
   recheck(): void {
+    void this.discover();
+  }
+
+  /**
+   * A replica (its connection settings) was found out of recovery: promoted, so the primary may
+   * have moved; unless it is the current primary itself (listed as a replica too), look now.
+   */
+  replicaPromoted(config: pg.PoolConfig | undefined): void {
+    if (config !== undefined && this.#current !== undefined) {
+      let label = this.#labels.get(config);
+      if (label === undefined) {
+        const { host, port } = hostOf(config);
+        label = `${host}:${port}`;
+        this.#labels.set(config, label);
+      }
+      if (label === this.#current.label) return;
+    }
     void this.discover();
   }
 

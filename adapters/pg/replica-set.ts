@@ -401,7 +401,7 @@ export class PgReplicaSet implements ReplicaSet {
       );
       // Not in recovery: promoted. With candidates to follow, the primary may have moved.
       if (status === undefined && (row as Record<string, unknown>)['in_recovery'] === false) {
-        void this.#follower?.discover();
+        this.#follower?.replicaPromoted(node.config);
       }
       if (status === undefined) throw new Error('not a usable replica');
       this.#update(node, status);
