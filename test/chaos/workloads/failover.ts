@@ -44,6 +44,13 @@ export function failoverWorkload(options: FailoverWorkloadOptions = {}): Workloa
   const errors = new Map<string, number>();
   let operations = 0;
   let switchovers = 0;
+  /** Each promotion: the node promoted, when (the recorder's clock). */
+  const promotions: { node: string; at: number }[] = [];
+  /** Acknowledged writes by node, with their start times. */
+  const acknowledged: { node: string; startedAt: number }[] = [];
+  /** Whether a write started after promotion `p` was acknowledged by the promoted node. */
+  const followed = (p: { node: string; at: number }) =>
+    acknowledged.some((w) => w.node === p.node && w.startedAt >= p.at);
 
   const nodeOf = (port: unknown) =>
     servers?.find((server) => server.port === Number(port))?.name ?? `port-${String(port)}`;
@@ -68,6 +75,7 @@ export function failoverWorkload(options: FailoverWorkloadOptions = {}): Workloa
         ),
       );
       const row = rows[0]!;
+      acknowledged.push({ node: nodeOf(row.port), startedAt });
       recorder.write({
         session: session.id,
         key,
@@ -131,7 +139,10 @@ export function failoverWorkload(options: FailoverWorkloadOptions = {}): Workloa
     async inject({ log }: ChaosContext) {
       const { primary, standby } = await primaryNow();
       log(`switchover: ${primary.name} stops, ${standby.name} is promoted`);
-      await switchover(primary, standby, () => log(`${standby.name} promoted`));
+      await switchover(primary, standby, () => {
+        promotions.push({ node: standby.name, at: recorder.now() });
+        log(`${standby.name} promoted`);
+      });
       switchovers += 1;
       log(`switchover: ${primary.name} streams from ${standby.name}`);
     },
@@ -166,6 +177,11 @@ export function failoverWorkload(options: FailoverWorkloadOptions = {}): Workloa
     },
 
     async stop() {
+      // The last switchover may have just finished: give the pool time to write there.
+      const last = promotions.at(-1);
+      for (let waited = 0; last !== undefined && !followed(last) && waited < 10_000; waited += 50) {
+        await sleep(50);
+      }
       stopping = true;
       await Promise.all(loops);
     },
@@ -203,6 +219,12 @@ export function failoverWorkload(options: FailoverWorkloadOptions = {}): Workloa
             lostWrites += 1;
             failures.push(`lost write ${op.id}: acknowledged as ${op.key} v${op.version}`);
           }
+        }
+        for (const promotion of promotions) {
+          if (followed(promotion)) continue;
+          failures.push(
+            `no write acknowledged by ${promotion.node} after its promotion at ${promotion.at.toFixed(0)} ms: the pool did not follow`,
+          );
         }
         const check = checkHistory(history);
         for (const violation of check.violations.slice(0, 5)) {
