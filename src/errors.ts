@@ -7,6 +7,11 @@ export const ErrorCode = {
   INVALID_SESSION_TOKEN: 'INVALID_SESSION_TOKEN',
   /** No replica reached the session's floor and the router was told not to use the leader. */
   NO_REPLICA_CAUGHT_UP: 'NO_REPLICA_CAUGHT_UP',
+  /**
+   * No node accepts writes now: the primary was demoted or lost and no candidate has been found
+   * to replace it yet (a failover is under way). The statement was not run.
+   */
+  NO_PRIMARY: 'NO_PRIMARY',
   /** A write carried a fencing token older than the newest the storage has seen. */
   STALE_FENCING_TOKEN: 'STALE_FENCING_TOKEN',
   /** The lease is held by someone else, or ours expired or was lost. */
@@ -39,6 +44,7 @@ const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   STALE_FENCING_TOKEN: 409,
   CONFLICTING_WRITE: 409,
   NO_REPLICA_CAUGHT_UP: 503,
+  NO_PRIMARY: 503,
   LEASE_NOT_HELD: 503,
   TXN_ABORTED: 500,
   TXN_IN_DOUBT: 500,

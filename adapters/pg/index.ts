@@ -42,7 +42,9 @@ export {
   type PgNodeOption,
   PgReplicaSet,
   type PgReplicaSetOptions,
+  type PrimaryCandidateOption,
   parseLsn,
+  type ReplicaSource,
 } from './replica-set.js';
 export {
   createReplicatedPool,

@@ -11,7 +11,8 @@ import type {
 } from '../../src/adapter-kit.js';
 import type { SqlClassification, SqlClassifier, SqlClassifierOptions } from './classify.js';
 import type { PgNodeOption } from './pg-nodes.js';
-import type { PgReplicaSetOptions } from './replica-set-options.js';
+import type { ReplicaSource } from './replica-roster.js';
+import type { PgReplicaSetOptions, PrimaryCandidateOption } from './replica-set-options.js';
 import type { PgQueryable, PgQueryablePool } from './sql.js';
 
 /** Why a statement went where it went: the router's reasons plus the pool's own. */
@@ -81,11 +82,16 @@ export interface ReplicatedPoolOptions {
    * The primary: `{ name?, config }` or a connection URL (the replicated pool is itself a
    * `pg.Pool` of the primary, created with this configuration), or a `pg.Pool` / `{ name?, pool }`
    * whose `options` are used for the replicated pool's own connections (that pool is left alone:
-   * not used, not ended).
+   * not used, not ended). Or a list of candidates (URLs or `{ config }`, differing only in host
+   * and port) whose primary the pool follows through a failover: see
+   * `PgReplicaSetOptions.primary`; the pool's settings are the first candidate's.
    */
-  primary?: PgNodeOption<pg.Pool>;
-  /** Streaming replicas: a `pg.Pool`, `{ name?, pool }`, `{ name?, config }` or a URL. */
-  replicas?: readonly PgNodeOption<pg.Pool>[];
+  primary?: PgNodeOption<pg.Pool> | readonly PrimaryCandidateOption[];
+  /**
+   * Streaming replicas: a `pg.Pool`, `{ name?, pool }`, `{ name?, config }` or a URL; or a
+   * function giving them on every check (see `PgReplicaSetOptions.replicas`).
+   */
+  replicas?: readonly PgNodeOption<pg.Pool>[] | ReplicaSource<pg.Pool>;
   /**
    * A replica set to use instead of creating one from `primary`/`replicas` (then both may be
    * omitted; `router.replicaSet` is used when only a router is given). The pool opens the

@@ -10,6 +10,14 @@ import {
   type TopologySnapshot,
   withTimeout,
 } from '../../src/adapter-kit.js';
+import { followingLeader } from './following-client.js';
+import {
+  checkRow,
+  createNode,
+  leaderFromRow,
+  type NodeState,
+  replicaFromRow,
+} from './node-checks.js';
 import {
   createCheckPool,
   LEADER_CHECK,
@@ -17,12 +25,13 @@ import {
   parseLsn,
   REPLICA_CHECK,
   type ResolvedNode,
-  replicaHealth,
   resolveNode,
   withHealth,
 } from './pg-nodes.js';
-import { nextMark, PositionProbe } from './position-probe.js';
+import { nextMark } from './position-probe.js';
+import { PrimaryFollower, registerFollower } from './primary-follower.js';
 import { isConnectionLoss } from './replica-errors.js';
+import { ReplicaRoster } from './replica-roster.js';
 import {
   PG_REPLICA_SET_OPTION_KEYS,
   type PgReplicaSetOptions,
@@ -31,23 +40,8 @@ import {
 import type { PgQueryable, PgQueryablePool, PgRowsResult } from './sql.js';
 
 export { formatLsn, type PgNodeOption, parseLsn } from './pg-nodes.js';
-export type { PgReplicaSetOptions } from './replica-set-options.js';
-
-interface NodeState extends ResolvedNode {
-  readonly role: 'leader' | 'replica';
-  status: NodeStatus;
-  /** Stream and timeline last seen on this node; positions read later reuse them. */
-  history: { stream: string; epoch: number } | undefined;
-  checking: Promise<void> | undefined;
-  /** When (performance.now()) the query that gave `status.position` started. */
-  positionAsOf: number;
-  /** Checks and position reads: their own connections, never the node's pool's. */
-  readonly checks: PgQueryablePool;
-  readonly endChecks: (() => Promise<void>) | undefined;
-  readonly probe: PositionProbe<Position | undefined>;
-  /** performance.now() of the connection losses reported since the last successful check. */
-  failures: number[];
-}
+export type { ReplicaSource } from './replica-roster.js';
+export type { PgReplicaSetOptions, PrimaryCandidateOption } from './replica-set-options.js';
 
 /**
  * The PostgreSQL topology: a primary and its streaming replicas, with positions and health
@@ -63,8 +57,9 @@ interface NodeState extends ResolvedNode {
  */
 export class PgReplicaSet implements ReplicaSet {
   readonly #leader: NodeState;
-  readonly #replicas: readonly NodeState[];
-  readonly #byName: ReadonlyMap<string, NodeState>;
+  /** Set when `primary` is a list of candidates: which of them is the primary now. */
+  readonly #follower: PrimaryFollower | undefined;
+  readonly #roster: ReplicaRoster;
   readonly #pollIntervalMs: number;
   readonly #pollJitter: number;
   readonly #maxLagMs: number;
@@ -80,13 +75,14 @@ export class PgReplicaSet implements ReplicaSet {
   #started = false;
   #closed = false;
 
-  constructor(options: PgReplicaSetOptions) {
+  /**
+   * `internal.leaderPool` (the routed pool): the pool the leader's statements run on when
+   * `primary` is a list of candidates; it must follow the primary itself.
+   */
+  constructor(options: PgReplicaSetOptions, internal: { leaderPool?: PgQueryablePool } = {}) {
     knownOptions(options, 'PgReplicaSet', PG_REPLICA_SET_OPTION_KEYS);
     if (options.primary === undefined) {
       throw configError('PgReplicaSet needs { primary, replicas }');
-    }
-    if (!Array.isArray(options.replicas)) {
-      throw configError('PgReplicaSet: replicas must be an array (it may be empty)');
     }
     const settings = replicaSetSettings(options);
     this.#pollIntervalMs = settings.pollIntervalMs;
@@ -110,20 +106,37 @@ export class PgReplicaSet implements ReplicaSet {
         ),
         role,
       );
-    this.#leader = node(options.primary, 'primary', 'leader');
+    const candidates = settings.primaryCandidates;
+    if (candidates === undefined) {
+      this.#leader = node(options.primary as PgNodeOption, 'primary', 'leader');
+    } else {
+      const follower = new PrimaryFollower({
+        configs: candidates,
+        connectTimeoutMs: this.#connectTimeoutMs,
+        failoverPollIntervalMs: settings.failoverPollIntervalMs,
+        check: (pool) => checkRow(pool, LEADER_CHECK, this.#checkTimeoutMs, (q) => this.#timed(q)),
+        onChange: () => this.#primaryChanged(),
+      });
+      this.#follower = follower;
+      registerFollower(this, follower);
+      const leader = followingLeader(follower, internal.leaderPool);
+      this.#leader = this.#node(leader.resolved, 'leader', leader.checks);
+    }
+    const source = typeof options.replicas === 'function' ? options.replicas : undefined;
     // Array.from visits holes (as undefined) where map would keep them: a sparse array is refused.
-    this.#replicas = Array.from(options.replicas, (replica, i) =>
-      node(replica, `replica-${i + 1}`, 'replica'),
+    const given = source === undefined ? (options.replicas as readonly PgNodeOption[]) : [];
+    const listed = Array.from(given, (replica, i) => node(replica, `replica-${i + 1}`, 'replica'));
+    this.#roster = new ReplicaRoster(listed, source, (option, name) =>
+      node(option, name, 'replica'),
     );
-    const byName = new Map<string, NodeState>();
-    for (const state of [this.#leader, ...this.#replicas]) {
-      if (byName.has(state.name)) {
+    const names = new Set<string>();
+    for (const state of [this.#leader, ...listed]) {
+      if (names.has(state.name)) {
         void this.close();
         throw configError(`PgReplicaSet: duplicate node name '${state.name}'`);
       }
-      byName.set(state.name, state);
+      names.add(state.name);
     }
-    this.#byName = byName;
     this.#snapshot = this.#buildSnapshot();
   }
 
@@ -142,7 +155,12 @@ export class PgReplicaSet implements ReplicaSet {
 
   /** Names of every node, leader first. */
   get nodeNames(): readonly string[] {
-    return [...this.#byName.keys()];
+    return [this.#leader.name, ...this.#roster.nodes.map((node) => node.name)];
+  }
+
+  /** Calls `listener` with every replica's pool, now and as `replicas()` adds them. */
+  onReplicaPool(listener: (pool: PgQueryablePool) => void): void {
+    this.#roster.onPool(listener);
   }
 
   /** The pool of node `name` (the replicated pool runs routed reads on it). */
@@ -156,7 +174,8 @@ export class PgReplicaSet implements ReplicaSet {
    * leader's connections with it.
    */
   connectionConfig(name: string): pg.PoolConfig | undefined {
-    const config = this.#nodeNamed(name).config;
+    const node = this.#nodeNamed(name);
+    const config = (node === this.#leader && this.#follower?.current?.config) || node.config;
     return config === undefined ? undefined : { ...config };
   }
 
@@ -165,7 +184,10 @@ export class PgReplicaSet implements ReplicaSet {
     this.#started = true;
     // The leader first: a replica is judged against the leader's stream, timeline and position.
     await this.#check(this.#leader);
-    await Promise.all(this.#replicas.map((node) => this.#check(node)));
+    if (await this.#roster.sync(this.#connectTimeoutMs, new Set([this.#leader.name]))) {
+      this.#snapshot = this.#buildSnapshot();
+    }
+    await Promise.all(this.#roster.nodes.map((node) => this.#check(node)));
     this.#schedule();
   }
 
@@ -203,7 +225,7 @@ export class PgReplicaSet implements ReplicaSet {
   }
 
   async waitFor(name: string, position: Position, timeoutMs: number): Promise<boolean> {
-    const node = this.#byName.get(name);
+    const node = this.#find(name);
     if (node === undefined) return false;
     const deadline = performance.now() + timeoutMs;
     for (let polls = 0; ; polls++) {
@@ -229,7 +251,7 @@ export class PgReplicaSet implements ReplicaSet {
    * a replica with that many within `failureWindowMs` leaves routing until its next good check.
    */
   reportError(name: string, error: unknown): void {
-    const node = this.#byName.get(name);
+    const node = this.#find(name);
     if (node === undefined || !node.status.healthy || !isConnectionLoss(error)) return;
     const now = performance.now();
     node.failures = node.failures.filter((at) => now - at < this.#failureWindowMs);
@@ -242,7 +264,7 @@ export class PgReplicaSet implements ReplicaSet {
    * errors: for what a caller proved, e.g. a replica found behind the position it was chosen for.
    */
   markDown(name: string): void {
-    const node = this.#byName.get(name);
+    const node = this.#find(name);
     if (node !== undefined) this.#update(node, withHealth(node.status, false));
   }
 
@@ -251,53 +273,54 @@ export class PgReplicaSet implements ReplicaSet {
     this.#closed = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    const nodes = [this.#leader, ...this.#replicas].filter((node) => node !== undefined);
-    await Promise.allSettled(nodes.map((node) => node.checking));
-    await Promise.allSettled(nodes.flatMap((node) => [node.end?.(), node.endChecks?.()]));
+    // The leader is undefined when a bad option made the constructor close the set.
+    const leader = this.#leader as NodeState | undefined;
+    await Promise.allSettled([leader?.checking]);
+    await Promise.allSettled([leader?.end?.(), leader?.endChecks?.(), this.#roster?.close()]);
+  }
+
+  #find(name: string): NodeState | undefined {
+    return name === this.#leader.name ? this.#leader : this.#roster.find(name);
   }
 
   #nodeNamed(name: string): NodeState {
-    const node = this.#byName.get(name);
+    const node = this.#find(name);
     if (node === undefined) throw invalidInput(`Unknown node '${name}'`, { node: name });
     return node;
   }
 
-  #node(resolved: ResolvedNode, role: 'leader' | 'replica'): NodeState {
+  /** The primary moved (or was lost): its history is read again before any position. */
+  #primaryChanged(): void {
+    this.#leader.history = undefined;
+    void this.refresh();
+  }
+
+  #node(
+    resolved: ResolvedNode,
+    role: 'leader' | 'replica',
+    own?: { pool: PgQueryablePool; end: () => Promise<void> },
+  ): NodeState {
     // A pool without `pg` options (a structural stand-in) is checked through itself.
     const checkPool =
-      resolved.config === undefined
+      own !== undefined || resolved.config === undefined
         ? undefined
         : createCheckPool(resolved.config, this.#connectTimeoutMs);
-    const node: NodeState = {
-      ...resolved,
-      role,
-      status: {
-        name: resolved.name,
-        // The leader is always used; a replica is trusted only after its first successful check.
-        healthy: role === 'leader',
-        position: undefined,
-        lagMs: undefined,
-        lagBytes: undefined,
-      },
-      history: undefined,
-      checking: undefined,
-      positionAsOf: 0,
-      checks: checkPool ?? resolved.pool,
-      endChecks: checkPool === undefined ? undefined : () => checkPool.end(),
-      probe: new PositionProbe(() => this.#readPosition(node), 1),
-      failures: [],
-    };
-    return node;
+    const checks = own ?? (checkPool && { pool: checkPool, end: () => checkPool.end() });
+    return createNode(resolved, role, checks, (node) => this.#readPosition(node));
   }
 
   async #readPosition(node: NodeState, on?: PgQueryable): Promise<Position | undefined> {
     if (node.history === undefined) await this.#check(node);
     const history = node.history;
     if (history === undefined) return undefined;
+    // Following a primary, the node that answers may have changed since `history` was read:
+    // its timeline comes with its position (the candidates share one system identifier).
     const sql =
-      node.role === 'leader'
-        ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
-        : 'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS in_recovery';
+      node.role === 'replica'
+        ? 'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_is_in_recovery() AS in_recovery'
+        : this.#follower === undefined
+          ? 'SELECT pg_current_wal_insert_lsn()::text AS lsn'
+          : 'SELECT lsn::text AS lsn, pg_walfile_name(lsn) AS walfile FROM pg_current_wal_insert_lsn() lsn';
     const asOf = performance.now();
     const row = (await (on === undefined ? this.#timed(node.checks.query(sql)) : on.query(sql)))
       .rows[0];
@@ -307,9 +330,10 @@ export class PgReplicaSet implements ReplicaSet {
     }
     const text = row?.['lsn'];
     if (typeof text !== 'string') return undefined;
+    const walfile = row?.['walfile'];
     const position: Position = {
       stream: history.stream,
-      epoch: history.epoch,
+      epoch: typeof walfile === 'string' ? Number.parseInt(walfile.slice(0, 8), 16) : history.epoch,
       lsn: parseLsn(text),
     };
     this.#advance(node, position, asOf);
@@ -343,84 +367,48 @@ export class PgReplicaSet implements ReplicaSet {
   }
 
   async #runCheck(node: NodeState): Promise<void> {
-    const sql = `BEGIN; SET LOCAL statement_timeout = ${this.#checkTimeoutMs}; ${
-      node.role === 'leader' ? LEADER_CHECK : REPLICA_CHECK
-    }; COMMIT`;
     const asOf = performance.now();
     try {
-      // Four statements, so `pg` answers with an array of four results.
-      const results: PgRowsResult | PgRowsResult[] = await this.#timed(node.checks.query(sql));
-      const row = Array.isArray(results) ? results[2]?.rows[0] : undefined;
-      if (row === undefined) throw new Error('check returned no row');
-      if (node.role === 'leader') this.#updateLeader(node, row);
-      else this.#updateReplica(node, row, asOf);
+      let row: Record<string, unknown> | undefined;
+      if (node === this.#leader && this.#follower !== undefined) {
+        const answer = await this.#follower.discover();
+        row = answer !== undefined && 'row' in answer ? answer.row : undefined;
+      } else {
+        row = await checkRow(
+          node.checks,
+          node.role === 'leader' ? LEADER_CHECK : REPLICA_CHECK,
+          this.#checkTimeoutMs,
+          (query) => this.#timed(query),
+        );
+      }
+      if (node.role === 'leader') {
+        const leader = row === undefined ? undefined : leaderFromRow(node.name, row);
+        // A primary in recovery is a standby (a failover moved the leader): not a usable leader.
+        if (leader === undefined) throw new Error('not a usable leader');
+        node.history = leader.history;
+        this.#update(node, leader.status);
+        return;
+      }
+      const status = replicaFromRow(
+        node,
+        row as Record<string, unknown>,
+        asOf,
+        this.#leader.status.position,
+        {
+          maxLagMs: this.#maxLagMs,
+          maxLagBytes: this.#maxLagBytes,
+        },
+      );
+      // Not in recovery: promoted. With candidates to follow, the primary may have moved.
+      if (status === undefined && (row as Record<string, unknown>)['in_recovery'] === false) {
+        this.#follower?.replicaPromoted(node.config);
+      }
+      if (status === undefined) throw new Error('not a usable replica');
+      this.#update(node, status);
     } catch {
       // Down, too slow, or an answer that makes no sense: not usable until a check passes.
       this.#update(node, withHealth(node.status, false));
     }
-  }
-  #updateLeader(node: NodeState, row: Record<string, unknown>): void {
-    const { stream, walfile, lsn } = row;
-    if (
-      row['in_recovery'] === true ||
-      typeof stream !== 'string' ||
-      typeof walfile !== 'string' ||
-      typeof lsn !== 'string'
-    ) {
-      // A primary in recovery is a standby (a failover moved the leader): not a usable leader.
-      this.#update(node, withHealth(node.status, false));
-      return;
-    }
-    // A WAL file name starts with the timeline in 8 hex digits: exact, unlike the control
-    // file's checkpoint timeline, which changes only at the first checkpoint after a promotion.
-    const epoch = Number.parseInt(walfile.slice(0, 8), 16);
-    node.history = { stream, epoch };
-    this.#update(node, {
-      name: node.name,
-      healthy: true,
-      position: { stream, epoch, lsn: parseLsn(lsn) },
-      lagMs: undefined,
-      lagBytes: undefined,
-    });
-  }
-
-  #updateReplica(node: NodeState, row: Record<string, unknown>, asOf: number): void {
-    const { stream, epoch, replay } = row;
-    if (
-      typeof stream !== 'string' ||
-      typeof epoch !== 'number' ||
-      typeof replay !== 'string' ||
-      row['in_recovery'] !== true
-    ) {
-      // Not in recovery (promoted) or never replayed anything: not a usable replica.
-      this.#update(node, withHealth(node.status, false));
-      return;
-    }
-    node.history = { stream, epoch };
-    let position: Position = { stream, epoch, lsn: parseLsn(replay) };
-    // A check answered after a read that started later learnt a newer position (waitFor, a
-    // routed read) must not move the cached position back: the router would then send reads
-    // to the leader that the replica can serve. A newer check may (a rebuilt replica).
-    const known = node.status.position;
-    if (
-      known !== undefined &&
-      node.positionAsOf > asOf &&
-      known.stream === stream &&
-      known.epoch === epoch &&
-      known.lsn > position.lsn
-    ) {
-      position = known;
-    } else {
-      node.positionAsOf = asOf;
-    }
-    this.#update(node, {
-      name: node.name,
-      position,
-      ...replicaHealth(row, position, this.#leader.status.position, {
-        maxLagMs: this.#maxLagMs,
-        maxLagBytes: this.#maxLagBytes,
-      }),
-    });
   }
 
   /** Raises a node's cached position after a read of it (never lowers it). */
@@ -445,6 +433,9 @@ export class PgReplicaSet implements ReplicaSet {
   }
 
   #buildSnapshot(): TopologySnapshot {
-    return { leader: this.#leader.status, replicas: this.#replicas.map((node) => node.status) };
+    return {
+      leader: this.#leader.status,
+      replicas: this.#roster.nodes.map((node) => node.status),
+    };
   }
 }

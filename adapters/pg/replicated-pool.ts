@@ -8,6 +8,7 @@ import {
   type SessionContext,
 } from '../../src/adapter-kit.js';
 import { SqlClassifier, type SqlClassifierOptions } from './classify.js';
+import { followingClientClass } from './following-client.js';
 import { copyConfig, poolOptions } from './pg-nodes.js';
 import {
   deliver,
@@ -27,6 +28,7 @@ import {
   type RoutingReplicaSet,
 } from './pool-contracts.js';
 import { nextMark } from './position-probe.js';
+import { followerOf } from './primary-follower.js';
 import { ReplicaRouting } from './replica-routing.js';
 import { PgReplicaSet } from './replica-set.js';
 import {
@@ -147,30 +149,39 @@ export class ReplicatedPool extends pg.Pool {
     this.#readOutsideSession = readOutsideSession;
     this.#routeCheckedOutReads = options.routeCheckedOutReads === true;
     this.#classifier = classifier;
-    const self = this as unknown as { Client: typeof pg.Client };
-    self.Client = routedClientClass(self.Client, this.#clientRouting());
     if (given !== undefined) {
       this.replicaSet = given;
       this.#ownsReplicaSet = false;
     } else {
       const poolDefaults = copyConfig(this.options);
       for (const key of PRIMARY_ONLY) delete poolDefaults[key];
-      this.replicaSet = new PgReplicaSet({
-        ...options.replicaSetOptions,
-        poolDefaults: { ...poolDefaults, ...options.replicaSetOptions?.poolDefaults },
-        primary: { name: leaderName, pool: this },
-        replicas: options.replicas ?? [],
-      });
+      const candidates = Array.isArray(options.primary) ? options.primary : undefined;
+      this.replicaSet = new PgReplicaSet(
+        {
+          ...options.replicaSetOptions,
+          poolDefaults: { ...poolDefaults, ...options.replicaSetOptions?.poolDefaults },
+          primary: candidates ?? { name: leaderName, pool: this },
+          replicas: options.replicas ?? [],
+        },
+        // Over a list of candidates the pool's own connections follow the primary (below).
+        { leaderPool: this },
+      );
       this.#ownsReplicaSet = true;
     }
+    const self = this as unknown as { Client: typeof pg.Client };
+    const follower = followerOf(this.replicaSet);
+    const Base = follower === undefined ? self.Client : followingClientClass(self.Client, follower);
+    self.Client = routedClientClass(Base, this.#clientRouting());
     this.router = sharedRouter ?? new Router({ ...routerOptions, replicaSet: this.replicaSet });
     // The classifier's catalog is read on the leader's check connections, never the pool's.
     const replicaSet = this.replicaSet;
     classifier.useCatalog?.((sql) => replicaSet.queryLeader(sql));
     this.#replicas = new ReplicaRouting(this.replicaSet, this.router, classifier, this);
-    for (const name of this.replicaSet.nodeNames.slice(1)) {
-      (this.replicaSet.pool(name) as Partial<pg.Pool>).on?.('connect', this.#onReplicaConnect);
-    }
+    const watch = (pool: object) =>
+      (pool as Partial<pg.Pool>).on?.('connect', this.#onReplicaConnect);
+    // A replica set whose replicas come from a function adds pools later.
+    if (this.replicaSet instanceof PgReplicaSet) this.replicaSet.onReplicaPool(watch);
+    else for (const name of this.replicaSet.nodeNames.slice(1)) watch(this.replicaSet.pool(name));
   }
 
   /** `pg.Pool#query` in all its forms; see the class comment for where each statement runs. */
@@ -379,6 +390,7 @@ export function createReplicatedPool(options: ReplicatedPoolOptions): Replicated
 }
 
 function primaryName(option: ReplicatedPoolOptions['primary']): string {
+  if (Array.isArray(option)) return 'primary';
   const name = (option as { name?: unknown } | undefined)?.name;
   if (name === undefined || option instanceof pg.Pool) return 'primary';
   if (typeof name !== 'string' || name === '') {
@@ -389,6 +401,9 @@ function primaryName(option: ReplicatedPoolOptions['primary']): string {
 
 /** The configuration of the replicated pool's own connections, from the `primary` option. */
 function resolvePrimaryConfig(option: ReplicatedPoolOptions['primary']): pg.PoolConfig {
+  // A list of candidates: the first one's settings (the replica set checks the list; the pool's
+  // connections take their host and port from the primary found).
+  if (Array.isArray(option)) return resolvePrimaryConfig(option[0]);
   if (typeof option === 'string') return copyConfig(option);
   if (typeof option === 'object' && option !== null) {
     if ('config' in option) {

@@ -24,6 +24,7 @@ describe('CausewayError', () => {
     expect(status('INVALID_SESSION_TOKEN')).toBe(400);
     expect(status('STALE_FENCING_TOKEN')).toBe(409);
     expect(status('NO_REPLICA_CAUGHT_UP')).toBe(503);
+    expect(status('NO_PRIMARY')).toBe(503);
     expect(status('TXN_ABORTED')).toBe(500);
   });
 
@@ -32,6 +33,7 @@ describe('CausewayError', () => {
       [
         'INVALID_SESSION_TOKEN',
         'NO_REPLICA_CAUGHT_UP',
+        'NO_PRIMARY',
         'STALE_FENCING_TOKEN',
         'LEASE_NOT_HELD',
         'TXN_ABORTED',

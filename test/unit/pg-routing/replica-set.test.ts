@@ -121,3 +121,55 @@ describe('options', () => {
     await set.close();
   });
 });
+
+describe('a primary given as a list of candidates', () => {
+  const at = (port: number, database = 'none') =>
+    `postgres://postgres@127.0.0.1:${port}/${database}`;
+  const refusal = (options: Record<string, unknown>) => {
+    try {
+      new PgReplicaSet({ replicas: [], pollIntervalMs: 0, ...options } as never);
+    } catch (error) {
+      return error as { code?: string; message: string };
+    }
+    return undefined;
+  };
+
+  it('refuses an empty list, a non-URL entry, another database, a host named twice', () => {
+    const cases: [unknown, RegExp][] = [
+      [[], /must not be empty/],
+      [[at(9), 42], /URLs or \{ config \}/],
+      [[at(9), at(10, 'other')], /one user and database/],
+      [[at(9), at(9)], /names 127\.0\.0\.1:9 twice/],
+    ];
+    for (const [primary, message] of cases) {
+      const error = refusal({ primary });
+      expect(error?.code, String(primary)).toBe('CONFIG');
+      expect(error?.message).toMatch(/PgReplicaSet: primary/);
+      expect(error?.message).toMatch(message);
+    }
+  });
+
+  it('refuses replicas that are neither a list nor a function, and a bad failoverPollIntervalMs', () => {
+    expect(refusal({ primary: [at(9)], replicas: 'x' })?.message).toMatch(/replicas must be/);
+    for (const bad of [-1, Number.NaN, '100']) {
+      const error = refusal({ primary: [at(9)], failoverPollIntervalMs: bad });
+      expect(error?.code).toBe('CONFIG');
+      expect(error?.message).toMatch(/failoverPollIntervalMs/);
+    }
+  });
+
+  it("names the leader 'primary' and opens nothing until used", async () => {
+    const set = new PgReplicaSet({
+      primary: [at(9), { config: { connectionString: at(10) } }],
+      replicas: () => [at(11)],
+      pollIntervalMs: 0,
+    });
+    expect(set.nodeNames).toEqual(['primary']);
+    expect(set.connectionConfig('primary')?.connectionString).toBe(at(9));
+    await set.close();
+    const pool = createReplicatedPool({ primary: [at(9), at(10)], replicas: () => [] });
+    expect(pool.replicaSet.nodeNames).toEqual(['primary']);
+    expect(pool.totalCount).toBe(0);
+    await pool.end();
+  });
+});
