@@ -10,6 +10,7 @@ import { SqlClassifier, type SqlClassifierOptions } from './classify.js';
 import { copyConfig, poolOptions } from './pg-nodes.js';
 import {
   deliver,
+  type ParsedQuery,
   type PgQueryConfig,
   type PgQueryResult,
   parseQueryArgs,
@@ -86,8 +87,11 @@ export class ReplicatedPool extends pg.Pool {
   readonly #classifier: PoolClassifier;
   readonly #readOutsideSession: 'primary' | 'replica';
   readonly #routeCheckedOutReads: boolean;
-  /** Statements the pool runs on the primary itself (routed and reported already). */
-  readonly #leaderOnly = new WeakSet<object>();
+  /**
+   * Statements the pool runs on the primary itself (routed and reported already), with the
+   * floor raise their client deferred to the pool once they ran (see `#onPrimary`).
+   */
+  readonly #leaderOnly = new WeakMap<object, Promise<void> | undefined>();
   readonly #replicas: ReplicaRouting;
   readonly #onReplicaConnect = (client: pg.PoolClient) =>
     this.#replicas.setUpReplicaConnection(client);
@@ -217,12 +221,7 @@ export class ReplicatedPool extends pg.Pool {
     this.replicaSet.snapshot();
     const verdict = this.#classifier.classify(queryText(parsed.config));
     if (verdict.readOnly && (session !== undefined || this.#readOutsideSession === 'replica')) {
-      const onLeader = () =>
-        poolQuery.call(
-          this,
-          this.#leaderOnlyConfig(parsed.config),
-          parsed.values,
-        ) as Promise<PgQueryResult>;
+      const onLeader = () => this.#onPrimary(parsed);
       return deliver(
         this.#replicas.routedRead(parsed, session, verdict, onLeader),
         parsed.callback,
@@ -235,7 +234,24 @@ export class ReplicatedPool extends pg.Pool {
         verdict.reason,
       ),
     );
-    return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+    if (session === undefined) {
+      return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+    }
+    return deliver(this.#onPrimary(parsed), parsed.callback);
+  }
+
+  /**
+   * `pg.Pool#query` on the primary, whose outcome is returned once the floors are raised. The
+   * client raises them after the connection went back to the pool: the position read (on the
+   * check connections) then does not hold a primary connection, as `pg.Pool` would not.
+   */
+  async #onPrimary(parsed: ParsedQuery): Promise<PgQueryResult> {
+    const own = this.#leaderOnlyConfig(parsed.config);
+    try {
+      return (await poolQuery.call(this, own, parsed.values)) as PgQueryResult;
+    } finally {
+      await this.#leaderOnly.get(own);
+    }
   }
 
   /**
@@ -313,6 +329,11 @@ export class ReplicatedPool extends pg.Pool {
         this.#routeCheckedOutReads &&
         (session !== undefined || this.#readOutsideSession === 'replica'),
       isLeaderOnly: (config) => typeof config === 'object' && this.#leaderOnly.has(config),
+      deferFloors: (config, noted) => {
+        if (typeof config !== 'object' || !this.#leaderOnly.has(config)) return false;
+        this.#leaderOnly.set(config, noted);
+        return true;
+      },
       routedRead: (parsed, session, verdict, onLeader) =>
         this.#replicas.routedRead(parsed, session, verdict, onLeader),
       beginOnReplica: (parsed, session, verdict) =>
@@ -345,7 +366,7 @@ export class ReplicatedPool extends pg.Pool {
     // A new object (the caller's stays untouched) that still reads every field of theirs.
     const own: PgQueryConfig =
       typeof config === 'string' ? { text: config } : (Object.create(config) as PgQueryConfig);
-    this.#leaderOnly.add(own);
+    this.#leaderOnly.set(own, undefined);
     return own;
   }
 }

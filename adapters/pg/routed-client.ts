@@ -10,6 +10,7 @@ import {
   type PgQueryConfig,
   type PgQueryResult,
   parseQueryArgs,
+  type QueryCallback,
   queryText,
   type RawQuery,
 } from './pg-types.js';
@@ -43,6 +44,11 @@ export interface ClientRouting {
   mayRouteCheckedOut(session: SessionContext | undefined): boolean;
   /** True for a statement the pool itself runs on the primary (already routed and reported). */
   isLeaderOnly(config: string | PgQueryConfig): boolean;
+  /**
+   * For a statement the pool runs: hands it the floor raise to await before returning the
+   * outcome (true), so the connection goes back to the pool first; false: await it here.
+   */
+  deferFloors(config: string | PgQueryConfig, noted: Promise<void>): boolean;
   /** A read-only statement where the router says; `onLeader` runs it on this client instead. */
   routedRead(
     parsed: ParsedQuery,
@@ -165,6 +171,7 @@ function clientQuery(
     return raw(...args);
   }
   const verdict = routing.classify(queryText(parsed.config));
+  const run: PrimaryRun = [state, routing, parsed, verdict, session, raw, primaryStatus];
   if (state.replica !== undefined) {
     return deliver(routing.inReplicaTransaction(state, parsed, verdict, session), parsed.callback);
   }
@@ -175,8 +182,7 @@ function clientQuery(
     primaryStatus() === 'I' &&
     routing.mayRouteCheckedOut(session)
   ) {
-    const onLeader = () =>
-      runOnPrimary(client[STATE], routing, parsed, verdict, session, raw, primaryStatus);
+    const onLeader = () => onPrimary(run);
     if (verdict.readOnly) {
       return deliver(routing.routedRead(parsed, session, verdict, onLeader), parsed.callback);
     }
@@ -190,18 +196,13 @@ function clientQuery(
   if (!leaderOnly) routing.emitLeaderRoute('checked-out-client', session, verdict.reason);
   if (!verdict.readOnly) state.pinned = true;
   if (session === undefined && state.writers.size === 0) return raw(...args);
-  return deliver(
-    runOnPrimary(client[STATE], routing, parsed, verdict, session, raw, primaryStatus),
-    parsed.callback,
-  );
+  if (parsed.callback === undefined) return onPrimary(run);
+  runOnPrimary(run, parsed.callback);
+  return undefined;
 }
 
-/**
- * Runs a statement on the primary connection and raises floors before the caller sees the
- * outcome: the write floor of every session that wrote in the transaction when it commits (or
- * after an autocommit statement that may write), the read floor after a read.
- */
-async function runOnPrimary(
+/** A statement for `runOnPrimary`: the checkout, the statement and how to run it there. */
+type PrimaryRun = readonly [
   state: CheckoutState,
   routing: ClientRouting,
   parsed: ParsedQuery,
@@ -209,38 +210,55 @@ async function runOnPrimary(
   session: SessionContext | undefined,
   raw: RawQuery,
   primaryStatus: () => string,
-): Promise<PgQueryResult> {
-  let result: PgQueryResult | undefined;
-  let failure: unknown;
-  let failed = false;
-  try {
-    result = (await raw(parsed.config, parsed.values)) as PgQueryResult;
-  } catch (error) {
-    failed = true;
-    failure = error;
-  }
-  const mark = nextMark();
-  const status = primaryStatus();
-  const sessions = new Set(state.writers);
-  if (session !== undefined) sessions.add(session);
-  let kind: 'read' | 'write' | undefined;
-  if (status === 'I') {
-    const rolledBack = verdict.command === 'rollback' || verdict.command === 'abort';
-    const wrote = state.writers.size > 0 || verdict.mayWrite;
-    state.writers.clear();
-    if (wrote && !rolledBack && !isReadTimeout(failure)) kind = 'write';
-    else if (verdict.readOnly && !failed) kind = 'read';
-  } else {
-    if (verdict.mayWrite && session !== undefined) state.writers.add(session);
-    if (verdict.readOnly && !failed && session !== undefined) {
-      sessions.clear();
-      sessions.add(session);
-      kind = 'read';
+];
+
+/**
+ * Runs a statement on the primary connection and raises floors before `done` sees the outcome:
+ * the write floor of every session that wrote in the transaction when it commits (or after an
+ * autocommit statement that may write), the read floor after a read. `done` is called from
+ * `pg`'s own callback when no floor is awaited here (none to raise, or the pool awaits it):
+ * `pg` calls back at ReadyForQuery, before it parses what follows in the same packet, so a
+ * stray message after it (some proxies send one) finds the statement settled and the pool's
+ * connection released, as with `pg.Pool`.
+ */
+function runOnPrimary(run: PrimaryRun, done: QueryCallback): void {
+  const [state, routing, parsed, verdict, session, raw, primaryStatus] = run;
+  // A config object of its own: `pg` stores the callback on the object it is given.
+  const config = typeof parsed.config === 'string' ? parsed.config : Object.create(parsed.config);
+  raw(config, parsed.values, (error: Error | null | undefined, result: PgQueryResult) => {
+    const failed = error !== null && error !== undefined;
+    const mark = nextMark();
+    const status = primaryStatus();
+    const sessions = new Set(state.writers);
+    if (session !== undefined) sessions.add(session);
+    let kind: 'read' | 'write' | undefined;
+    if (status === 'I') {
+      const rolledBack = verdict.command === 'rollback' || verdict.command === 'abort';
+      const wrote = state.writers.size > 0 || verdict.mayWrite;
+      state.writers.clear();
+      if (wrote && !rolledBack && !isReadTimeout(error)) kind = 'write';
+      else if (verdict.readOnly && !failed) kind = 'read';
+    } else {
+      if (verdict.mayWrite && session !== undefined) state.writers.add(session);
+      if (verdict.readOnly && !failed && session !== undefined) {
+        sessions.clear();
+        sessions.add(session);
+        kind = 'read';
+      }
     }
-  }
-  if (kind !== undefined && sessions.size > 0) await routing.notePrimary(sessions, kind, mark);
-  if (failed) throw failure;
-  return result as PgQueryResult;
+    const settle = () => done(failed ? error : undefined, result);
+    if (kind === undefined || sessions.size === 0) return settle();
+    const noted = routing.notePrimary(sessions, kind, mark);
+    if (routing.deferFloors(parsed.config, noted)) return settle();
+    void noted.then(settle);
+  });
+}
+
+/** `runOnPrimary`, settling a promise. */
+function onPrimary(run: PrimaryRun): Promise<PgQueryResult> {
+  return new Promise((resolve, reject) =>
+    runOnPrimary(run, (error, result) => (error ? reject(error) : resolve(result))),
+  );
 }
 
 /**
