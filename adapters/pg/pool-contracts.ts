@@ -116,7 +116,10 @@ export interface ReplicatedPoolOptions {
    * false: a checked-out client runs everything on the primary. Kysely checks out a client for
    * every query, so set this to true for its reads to reach replicas. The work then runs on a
    * replica connection, not on the client: it cannot see the client's session state (temporary
-   * tables, `SET` from an earlier checkout), which is why it is off by default.
+   * tables, `SET` from an earlier checkout), which is why it is off by default. With it,
+   * `connect()` hands out a `RoutedCheckout`, which takes a primary connection only when a
+   * statement first needs one and keeps it until `release()`: reads routed to replicas do not
+   * hold a primary connection (see `RoutedCheckout` for what differs from a `pg.PoolClient`).
    */
   routeCheckedOutReads?: boolean;
   /**

@@ -26,14 +26,16 @@ import {
   type ReplicatedPoolOptions,
   type RoutingReplicaSet,
 } from './pool-contracts.js';
-import { nextMark } from './position-probe.js';
 import { ReplicaRouting } from './replica-routing.js';
 import { PgReplicaSet } from './replica-set.js';
+import { handOut, type ReleaseCallback } from './routed-checkout.js';
 import {
   type ClientRouting,
   checkoutOf,
   freshCheckout,
+  type RoutedClient,
   routedClientClass,
+  settleCheckout,
 } from './routed-client.js';
 
 export {
@@ -95,6 +97,9 @@ export class ReplicatedPool extends pg.Pool {
   readonly #replicas: ReplicaRouting;
   readonly #onReplicaConnect = (client: pg.PoolClient) =>
     this.#replicas.setUpReplicaConnection(client);
+  readonly #routing: ClientRouting;
+  /** True while pg-pool's `query` checks out its connection (it calls `connect` at once). */
+  #direct = false;
 
   constructor(options: ReplicatedPoolOptions) {
     if (options === null || typeof options !== 'object') {
@@ -151,7 +156,8 @@ export class ReplicatedPool extends pg.Pool {
     this.#routeCheckedOutReads = options.routeCheckedOutReads === true;
     this.#classifier = classifier;
     const self = this as unknown as { Client: typeof pg.Client };
-    self.Client = routedClientClass(self.Client, this.#clientRouting());
+    this.#routing = this.#clientRouting();
+    self.Client = routedClientClass(self.Client, this.#routing);
     if (given !== undefined) {
       this.replicaSet = given;
       this.#ownsReplicaSet = false;
@@ -205,7 +211,7 @@ export class ReplicatedPool extends pg.Pool {
   override query(...args: unknown[]): unknown {
     const parsed = parseQueryArgs(args);
     // Submittables, malformed calls: exactly what pg.Pool does with them.
-    if (parsed === undefined || this.ending) return poolQuery.apply(this, args);
+    if (parsed === undefined || this.ending) return this.#poolQuery(...args);
     const session = currentSession();
     if (session === undefined && this.#readOutsideSession === 'primary') {
       // Nothing to route and no floor to raise: pg.Pool's own path, without classifying (which
@@ -215,7 +221,7 @@ export class ReplicatedPool extends pg.Pool {
         undefined,
         () => this.#classifier.classify(queryText(parsed.config)).reason,
       );
-      return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+      return this.#poolQuery(this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
     }
     // The first statement in a session starts the replica set's checks (a no-op after that).
     this.replicaSet.snapshot();
@@ -235,7 +241,7 @@ export class ReplicatedPool extends pg.Pool {
       ),
     );
     if (session === undefined) {
-      return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+      return this.#poolQuery(this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
     }
     return deliver(this.#onPrimary(parsed), parsed.callback);
   }
@@ -248,10 +254,37 @@ export class ReplicatedPool extends pg.Pool {
   async #onPrimary(parsed: ParsedQuery): Promise<PgQueryResult> {
     const own = this.#leaderOnlyConfig(parsed.config);
     try {
-      return (await poolQuery.call(this, own, parsed.values)) as PgQueryResult;
+      return (await this.#poolQuery(own, parsed.values)) as PgQueryResult;
     } finally {
       await this.#leaderOnly.get(own);
     }
+  }
+
+  /** pg-pool's `query`, on a connection of the primary (not a `RoutedCheckout`). */
+  #poolQuery(...args: unknown[]): unknown {
+    this.#direct = true;
+    try {
+      return poolQuery.apply(this, args);
+    } finally {
+      this.#direct = false;
+    }
+  }
+
+  /**
+   * `pg.Pool#connect`; with `routeCheckedOutReads`, a `RoutedCheckout`, which takes a primary
+   * connection only when a statement first needs one (see there for what that changes).
+   */
+  override connect(): Promise<pg.PoolClient>;
+  override connect(
+    callback: (error: Error | undefined, client: pg.PoolClient, done: ReleaseCallback) => void,
+  ): void;
+  override connect(
+    callback?: (error: Error | undefined, client: pg.PoolClient, done: ReleaseCallback) => void,
+  ): Promise<pg.PoolClient> | undefined {
+    if (!this.#routeCheckedOutReads || this.#direct || this.ending) {
+      return super.connect(callback as never) as Promise<pg.PoolClient> | undefined;
+    }
+    return handOut(this.#routing, () => super.connect() as Promise<RoutedClient>, callback);
   }
 
   /**
@@ -310,16 +343,7 @@ export class ReplicatedPool extends pg.Pool {
 
   #onRelease(client: unknown): void {
     const state = checkoutOf(client);
-    if (state === undefined) return;
-    const replica = state.replica;
-    state.replica = undefined;
-    // Released inside its read-only transaction: the replica connection is not reusable as is.
-    replica?.client.release(new Error('released inside a read-only transaction'));
-    // A cursor's writes are noted here: `release()` is synchronous in pg, so this finishes
-    // just after it returns.
-    if (state.cursorSessions.size > 0) {
-      void this.#replicas.notePrimary([...state.cursorSessions], 'write', nextMark());
-    }
+    if (state !== undefined) settleCheckout(state, this.#replicas);
   }
 
   #clientRouting(): ClientRouting {

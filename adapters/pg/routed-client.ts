@@ -82,10 +82,15 @@ export interface ClientRouting {
   ): void;
 }
 
-const STATE = Symbol('causeway.checkout');
+export const STATE = Symbol('causeway.checkout');
+/** A routed client's `pg` query itself: a statement run on its own connection, unrouted. */
+export const RAW_QUERY = Symbol('causeway.rawQuery');
 
 /** A client of the routed pool, with its checkout state. */
-type RoutedClient = pg.Client & { [STATE]: CheckoutState };
+export type RoutedClient = pg.PoolClient & {
+  [STATE]: CheckoutState;
+  [RAW_QUERY]: RawQuery;
+};
 
 export function freshCheckout(): CheckoutState {
   return { pinned: false, writers: new Set(), cursorSessions: new Set(), replica: undefined };
@@ -94,6 +99,22 @@ export function freshCheckout(): CheckoutState {
 /** The checkout state of a routed pool's client (undefined for any other object). */
 export function checkoutOf(client: unknown): CheckoutState | undefined {
   return (client as Partial<RoutedClient> | null)?.[STATE];
+}
+
+/** What a checkout leaves when released: its replica transaction, its cursors' writes. */
+export function settleCheckout(
+  state: CheckoutState,
+  routing: Pick<ClientRouting, 'notePrimary'>,
+): void {
+  const replica = state.replica;
+  state.replica = undefined;
+  // Released inside its read-only transaction: the replica connection is not reusable as is.
+  replica?.client.release(new Error('released inside a read-only transaction'));
+  // A cursor's writes are noted here: `release()` is synchronous in pg, so this finishes just
+  // after it returns.
+  if (state.cursorSessions.size > 0) {
+    void routing.notePrimary([...state.cursorSessions], 'write', nextMark());
+  }
 }
 
 /**
@@ -109,10 +130,14 @@ export function routedClientClass(
   class RoutedPgClient extends Base {
     [STATE]: CheckoutState = freshCheckout();
 
+    [RAW_QUERY](...args: unknown[]): unknown {
+      return rawQuery.apply(this, args);
+    }
+
     // biome-ignore lint/suspicious/noExplicitAny: pg's overloads; the arguments are checked below.
     override query(...args: unknown[]): any {
       return clientQuery(
-        this,
+        this[STATE],
         routing,
         args,
         (...raw) => rawQuery.apply(this, raw),
@@ -132,14 +157,17 @@ export function routedClientClass(
   return RoutedPgClient as typeof pg.Client;
 }
 
-function clientQuery(
-  client: RoutedClient,
+/**
+ * A statement on a checked-out client whose checkout is `state`: `raw` runs it on the client's
+ * primary connection, `primaryStatus` is that connection's transaction status.
+ */
+export function clientQuery(
+  state: CheckoutState,
   routing: ClientRouting,
   args: unknown[],
   raw: RawQuery,
   primaryStatus: () => string,
 ): unknown {
-  const state = client[STATE];
   const session = currentSession();
   const parsed = parseQueryArgs(args);
   if (parsed === undefined) {
