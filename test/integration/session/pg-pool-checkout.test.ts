@@ -1,27 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { testEnv } from '../../harness/env.js';
-import { caughtUp, classifierReady, endRoutedPools, routedPool } from './routed-pool-support.js';
+import { routedPool, tableForFile } from './routed-pool-support.js';
 
 const env = testEnv();
-const TABLE = `checkout_${randomBytes(4).toString('hex')}`;
-let direct: pg.Pool;
-
-beforeAll(async () => {
-  await classifierReady();
-  direct = new pg.Pool({ connectionString: env.primaryUrl, max: 1 });
-  await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
-  const { pool } = routedPool({ replica: env.replicaUrl });
-  await caughtUp(pool, 'replica', await pool.replicaSet.writePosition());
-});
-
-afterAll(async () => {
-  await endRoutedPools();
-  await direct.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await direct.end();
-});
+const { table: TABLE, direct } = tableForFile('checkout', { replica: env.replicaUrl });
 
 /** A pool whose primary has one connection, waited for at most 2 s, reading checked-out. */
 async function onePrimaryConnection() {
