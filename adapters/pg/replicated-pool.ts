@@ -19,6 +19,7 @@ import {
   type Untyped,
 } from './pg-types.js';
 import {
+  checkedOutMode,
   type PoolClassifier,
   type PoolRouteEvent,
   type PoolRouteReason,
@@ -88,7 +89,7 @@ export class ReplicatedPool extends pg.Pool {
   readonly #ownsReplicaSet: boolean;
   readonly #classifier: PoolClassifier;
   readonly #readOutsideSession: 'primary' | 'replica';
-  readonly #routeCheckedOutReads: boolean;
+  readonly #routeCheckedOutReads: boolean | 'on-demand';
   /**
    * Statements the pool runs on the primary itself (routed and reported already), with the
    * floor raise their client deferred to the pool once they ran (see `#onPrimary`).
@@ -153,7 +154,7 @@ export class ReplicatedPool extends pg.Pool {
         : new SqlClassifier(options.classifier as SqlClassifierOptions | undefined);
     super(primaryConfig);
     this.#readOutsideSession = readOutsideSession;
-    this.#routeCheckedOutReads = options.routeCheckedOutReads === true;
+    this.#routeCheckedOutReads = checkedOutMode(options.routeCheckedOutReads);
     this.#classifier = classifier;
     const self = this as unknown as { Client: typeof pg.Client };
     this.#routing = this.#clientRouting();
@@ -271,8 +272,8 @@ export class ReplicatedPool extends pg.Pool {
   }
 
   /**
-   * `pg.Pool#connect`; with `routeCheckedOutReads`, a `RoutedCheckout`, which takes a primary
-   * connection only when a statement first needs one (see there for what that changes).
+   * `pg.Pool#connect`; with `routeCheckedOutReads: 'on-demand'`, a `RoutedCheckout`, which takes
+   * a primary connection only when a statement first needs one (see there for what changes).
    */
   override connect(): Promise<pg.PoolClient>;
   override connect(
@@ -281,7 +282,7 @@ export class ReplicatedPool extends pg.Pool {
   override connect(
     callback?: (error: Error | undefined, client: pg.PoolClient, done: ReleaseCallback) => void,
   ): Promise<pg.PoolClient> | undefined {
-    if (!this.#routeCheckedOutReads || this.#direct || this.ending) {
+    if (this.#routeCheckedOutReads !== 'on-demand' || this.#direct || this.ending) {
       return super.connect(callback as never) as Promise<pg.PoolClient> | undefined;
     }
     return handOut(this.#routing, () => super.connect() as Promise<RoutedClient>, callback);
@@ -350,7 +351,7 @@ export class ReplicatedPool extends pg.Pool {
     return {
       classify: (text) => this.#classifier.classify(text),
       mayRouteCheckedOut: (session) =>
-        this.#routeCheckedOutReads &&
+        this.#routeCheckedOutReads !== false &&
         (session !== undefined || this.#readOutsideSession === 'replica'),
       isLeaderOnly: (config) => typeof config === 'object' && this.#leaderOnly.has(config),
       deferFloors: (config, noted) => {

@@ -1,4 +1,4 @@
-// What the routed pool's `connect()` hands out with `routeCheckedOutReads`: a checkout that
+// What the routed pool's `connect()` hands out with `routeCheckedOutReads: 'on-demand'`: a checkout that
 // takes a connection of the primary only when a statement first needs one, so that reads routed
 // to replicas through a checked-out client (Kysely, Knex, TypeORM, Drizzle and Prisma check one
 // out per query or transaction) do not also hold a primary connection.

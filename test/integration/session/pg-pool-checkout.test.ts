@@ -7,11 +7,11 @@ import { routedPool, tableForFile } from './routed-pool-support.js';
 const env = testEnv();
 const { table: TABLE, direct } = tableForFile('checkout', { replica: env.replicaUrl });
 
-/** A pool whose primary has one connection, waited for at most 2 s, reading checked-out. */
+/** A pool whose primary has one connection, waited for at most 2 s, taken on demand. */
 async function onePrimaryConnection() {
   const routed = routedPool(
     { replica: env.replicaUrl },
-    { routeCheckedOutReads: true },
+    { routeCheckedOutReads: 'on-demand' },
     { max: 1, connectionTimeoutMillis: 2000 },
   );
   await routed.pool.ready();
