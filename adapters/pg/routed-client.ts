@@ -35,6 +35,11 @@ export interface CheckoutState {
   readonly cursorSessions: Set<SessionContext>;
   /** The read-only transaction running on a replica instead of this connection, if any. */
   replica: ReplicaTransaction | undefined;
+  /**
+   * The last statement sent elsewhere than this connection (to a replica) or queued behind one,
+   * until it settles: later statements wait for it, as `pg` runs a client's statements in order.
+   */
+  busy: Promise<unknown> | undefined;
 }
 
 /** What a routed client needs from its pool. */
@@ -93,7 +98,13 @@ export type RoutedClient = pg.PoolClient & {
 };
 
 export function freshCheckout(): CheckoutState {
-  return { pinned: false, writers: new Set(), cursorSessions: new Set(), replica: undefined };
+  return {
+    pinned: false,
+    writers: new Set(),
+    cursorSessions: new Set(),
+    replica: undefined,
+    busy: undefined,
+  };
 }
 
 /** The checkout state of a routed pool's client (undefined for any other object). */
@@ -167,7 +178,13 @@ export function clientQuery(
   args: unknown[],
   raw: RawQuery,
   primaryStatus: () => string,
+  queued = false,
 ): unknown {
+  if (state.busy !== undefined && !queued) {
+    return afterBusy(state, args, (later) =>
+      clientQuery(state, routing, later, raw, primaryStatus, true),
+    );
+  }
   const session = currentSession();
   const parsed = parseQueryArgs(args);
   if (parsed === undefined) {
@@ -200,8 +217,11 @@ export function clientQuery(
   }
   const verdict = routing.classify(queryText(parsed.config));
   const run: PrimaryRun = [state, routing, parsed, verdict, session, raw, primaryStatus];
+  // Sent elsewhere: the checkout's next statements wait for it (unless queued behind it already).
+  const hold = (statement: Promise<PgQueryResult>) =>
+    deliver(queued ? statement : holding(state, statement), parsed.callback);
   if (state.replica !== undefined) {
-    return deliver(routing.inReplicaTransaction(state, parsed, verdict, session), parsed.callback);
+    return hold(routing.inReplicaTransaction(state, parsed, verdict, session));
   }
   if (
     !leaderOnly &&
@@ -211,15 +231,13 @@ export function clientQuery(
     routing.mayRouteCheckedOut(session)
   ) {
     const onLeader = () => onPrimary(run);
-    if (verdict.readOnly) {
-      return deliver(routing.routedRead(parsed, session, verdict, onLeader), parsed.callback);
-    }
+    if (verdict.readOnly) return hold(routing.routedRead(parsed, session, verdict, onLeader));
     const begun = routing.beginOnReplica(parsed, session, verdict).then((begin) => {
       if (begin === undefined) return onLeader();
       state.replica = begin.transaction;
       return begin.result;
     });
-    return deliver(begun, parsed.callback);
+    return hold(begun);
   }
   if (!leaderOnly) routing.emitLeaderRoute('checked-out-client', session, verdict.reason);
   if (!verdict.readOnly) state.pinned = true;
@@ -228,6 +246,36 @@ export function clientQuery(
   runOnPrimary(run, parsed.callback);
   return undefined;
 }
+
+/** `statement`, as the checkout's `busy` until it settles. */
+function holding<T>(state: CheckoutState, statement: Promise<T>): Promise<T> {
+  state.busy = statement;
+  const settled = () => {
+    if (state.busy === statement) state.busy = undefined;
+  };
+  statement.then(settled, settled);
+  return statement;
+}
+
+/** Runs a statement (`run(args)`) once the checkout's `busy` one has settled. */
+function afterBusy(state: CheckoutState, args: unknown[], run: (args: unknown[]) => unknown) {
+  const previous = (state.busy as Promise<unknown>).then(noop, noop);
+  const parsed = parseQueryArgs(args);
+  if (parsed === undefined) {
+    // A Submittable (or a call pg takes apart itself): sent after the statements before it.
+    const later = holding(
+      state,
+      previous.then(() => run(args)),
+    );
+    later.catch(noop);
+    const submittable = args[0] as { submit?: unknown } | null;
+    return typeof submittable?.submit === 'function' ? submittable : undefined;
+  }
+  const later = previous.then(() => run([parsed.config, parsed.values]) as Promise<PgQueryResult>);
+  return deliver(holding(state, later), parsed.callback);
+}
+
+function noop(): void {}
 
 /** A statement for `runOnPrimary`: the checkout, the statement and how to run it there. */
 type PrimaryRun = readonly [

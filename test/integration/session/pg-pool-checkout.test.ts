@@ -100,3 +100,30 @@ describe('clients checked out of the routed pool take the primary only when they
     expect(rows[0].n).toBe(0);
   });
 });
+
+describe('statements sent on a checked-out client without waiting', () => {
+  for (const mode of [true, 'on-demand'] as const) {
+    it(`settle in the order sent, as on a pg client (routeCheckedOutReads: ${mode})`, async () => {
+      const { pool, events } = routedPool(
+        { replica: env.replicaUrl },
+        { routeCheckedOutReads: mode },
+      );
+      await pool.ready();
+      await withSession(new SessionContext({ id: `order-${mode}` }), async () => {
+        const client = await pool.connect();
+        try {
+          const settled: string[] = [];
+          const slow = client
+            .query('SELECT count(*) FROM generate_series(1, 2000000)')
+            .then(() => settled.push('slow'));
+          const quick = client.query('SELECT 1 AS one').then(() => settled.push('quick'));
+          await Promise.all([slow, quick]);
+          expect(settled).toEqual(['slow', 'quick']);
+          expect(events.map((event) => event.target)).toEqual(['replica', 'replica']);
+        } finally {
+          client.release();
+        }
+      });
+    });
+  }
+});
