@@ -59,6 +59,7 @@ export {
   type ReplicatedPoolOptions,
   type RoutingReplicaSet,
 } from './replicated-pool.js';
+export type { RoutedCheckout } from './routed-checkout.js';
 export type { PgQueryable, PgQueryableClient, PgQueryablePool, PgRowsResult } from './sql.js';
 export {
   DEFAULT_VERSIONED_STORE_TABLE,

@@ -1,13 +1,14 @@
 // What the routed pool is configured with, what it reports, and what it needs from its replica
 // set (an interface, so that any topology that provides it can stand behind the pool).
 import type pg from 'pg';
-import type {
-  ConsistencyLevel,
-  Position,
-  ReplicaSet,
-  RouteReason,
-  Router,
-  RouterOptions,
+import {
+  type ConsistencyLevel,
+  configError,
+  type Position,
+  type ReplicaSet,
+  type RouteReason,
+  type Router,
+  type RouterOptions,
 } from '../../src/adapter-kit.js';
 import type { SqlClassification, SqlClassifier, SqlClassifierOptions } from './classify.js';
 import type { PgNodeOption } from './pg-nodes.js';
@@ -122,9 +123,15 @@ export interface ReplicatedPoolOptions {
    * false: a checked-out client runs everything on the primary. Kysely checks out a client for
    * every query, so set this to true for its reads to reach replicas. The work then runs on a
    * replica connection, not on the client: it cannot see the client's session state (temporary
-   * tables, `SET` from an earlier checkout), which is why it is off by default.
+   * tables, `SET` from an earlier checkout), which is why it is off by default. With `true`,
+   * `connect()` hands out a connection of the primary, as `pg.Pool` does. With `'on-demand'`,
+   * it hands out a `RoutedCheckout` instead, which takes a primary connection only when a
+   * statement first needs one and keeps it until `release()`: reads routed to replicas through
+   * checked-out clients do not also hold a primary connection, at the price of `pg.PoolClient`
+   * semantics (see `RoutedCheckout`: the pool's counts and events follow the primary connection
+   * only, and `connect()` itself never fails or waits).
    */
-  routeCheckedOutReads?: boolean;
+  routeCheckedOutReads?: boolean | 'on-demand';
   /**
    * A classifier (anything with `classify`, and optionally `notReadOnly`, which is told a text a
    * replica refused as a write), or options for the built-in one (e.g. `{ readOnlyFunctions:
@@ -144,3 +151,14 @@ export const REPLICATED_POOL_OPTION_KEYS: readonly (keyof ReplicatedPoolOptions)
   'routeCheckedOutReads',
   'classifier',
 ];
+
+/** `routeCheckedOutReads`, checked (default false). */
+export function checkedOutMode(value: unknown): boolean | 'on-demand' {
+  if (value === undefined || value === true || value === false || value === 'on-demand') {
+    return value ?? false;
+  }
+  throw configError(
+    "createReplicatedPool: routeCheckedOutReads must be true, false or 'on-demand'",
+    { routeCheckedOutReads: value },
+  );
+}

@@ -9,9 +9,10 @@ import {
 } from '../../src/adapter-kit.js';
 import { SqlClassifier, type SqlClassifierOptions } from './classify.js';
 import { followingClientClass } from './following-client.js';
-import { copyConfig, poolOptions } from './pg-nodes.js';
+import { copyConfig } from './pg-nodes.js';
 import {
   deliver,
+  type ParsedQuery,
   type PgQueryConfig,
   type PgQueryResult,
   parseQueryArgs,
@@ -20,6 +21,7 @@ import {
   type Untyped,
 } from './pg-types.js';
 import {
+  checkedOutMode,
   type PoolClassifier,
   type PoolRouteEvent,
   type PoolRouteReason,
@@ -27,15 +29,18 @@ import {
   type ReplicatedPoolOptions,
   type RoutingReplicaSet,
 } from './pool-contracts.js';
-import { nextMark } from './position-probe.js';
 import { followerOf } from './primary-follower.js';
+import { isRoutingReplicaSet, primaryName, resolvePrimaryConfig } from './primary-option.js';
 import { ReplicaRouting } from './replica-routing.js';
 import { PgReplicaSet } from './replica-set.js';
+import { handOut, type ReleaseCallback } from './routed-checkout.js';
 import {
   type ClientRouting,
   checkoutOf,
   freshCheckout,
+  type RoutedClient,
   routedClientClass,
+  settleCheckout,
 } from './routed-client.js';
 
 export {
@@ -88,12 +93,18 @@ export class ReplicatedPool extends pg.Pool {
   readonly #ownsReplicaSet: boolean;
   readonly #classifier: PoolClassifier;
   readonly #readOutsideSession: 'primary' | 'replica';
-  readonly #routeCheckedOutReads: boolean;
-  /** Statements the pool runs on the primary itself (routed and reported already). */
-  readonly #leaderOnly = new WeakSet<object>();
+  readonly #routeCheckedOutReads: boolean | 'on-demand';
+  /**
+   * Statements the pool runs on the primary itself (routed and reported already), with the
+   * floor raise their client deferred to the pool once they ran (see `#onPrimary`).
+   */
+  readonly #leaderOnly = new WeakMap<object, Promise<void> | undefined>();
   readonly #replicas: ReplicaRouting;
   readonly #onReplicaConnect = (client: pg.PoolClient) =>
     this.#replicas.setUpReplicaConnection(client);
+  readonly #routing: ClientRouting;
+  /** True while pg-pool's `query` checks out its connection (it calls `connect` at once). */
+  #direct = false;
 
   constructor(options: ReplicatedPoolOptions) {
     if (options === null || typeof options !== 'object') {
@@ -147,7 +158,7 @@ export class ReplicatedPool extends pg.Pool {
         : new SqlClassifier(options.classifier as SqlClassifierOptions | undefined);
     super(primaryConfig);
     this.#readOutsideSession = readOutsideSession;
-    this.#routeCheckedOutReads = options.routeCheckedOutReads === true;
+    this.#routeCheckedOutReads = checkedOutMode(options.routeCheckedOutReads);
     this.#classifier = classifier;
     if (given !== undefined) {
       this.replicaSet = given;
@@ -171,7 +182,8 @@ export class ReplicatedPool extends pg.Pool {
     const self = this as unknown as { Client: typeof pg.Client };
     const follower = followerOf(this.replicaSet);
     const Base = follower === undefined ? self.Client : followingClientClass(self.Client, follower);
-    self.Client = routedClientClass(Base, this.#clientRouting());
+    this.#routing = this.#clientRouting();
+    self.Client = routedClientClass(Base, this.#routing);
     this.router = sharedRouter ?? new Router({ ...routerOptions, replicaSet: this.replicaSet });
     // The classifier's catalog is read on the leader's check connections, never the pool's.
     const replicaSet = this.replicaSet;
@@ -213,7 +225,7 @@ export class ReplicatedPool extends pg.Pool {
   override query(...args: unknown[]): unknown {
     const parsed = parseQueryArgs(args);
     // Submittables, malformed calls: exactly what pg.Pool does with them.
-    if (parsed === undefined || this.ending) return poolQuery.apply(this, args);
+    if (parsed === undefined || this.ending) return this.#poolQuery(...args);
     const session = currentSession();
     if (session === undefined && this.#readOutsideSession === 'primary') {
       // Nothing to route and no floor to raise: pg.Pool's own path, without classifying (which
@@ -223,18 +235,13 @@ export class ReplicatedPool extends pg.Pool {
         undefined,
         () => this.#classifier.classify(queryText(parsed.config)).reason,
       );
-      return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+      return this.#poolQuery(this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
     }
     // The first statement in a session starts the replica set's checks (a no-op after that).
     this.replicaSet.snapshot();
     const verdict = this.#classifier.classify(queryText(parsed.config));
     if (verdict.readOnly && (session !== undefined || this.#readOutsideSession === 'replica')) {
-      const onLeader = () =>
-        poolQuery.call(
-          this,
-          this.#leaderOnlyConfig(parsed.config),
-          parsed.values,
-        ) as Promise<PgQueryResult>;
+      const onLeader = () => this.#onPrimary(parsed);
       return deliver(
         this.#replicas.routedRead(parsed, session, verdict, onLeader),
         parsed.callback,
@@ -247,28 +254,56 @@ export class ReplicatedPool extends pg.Pool {
         verdict.reason,
       ),
     );
-    return poolQuery.call(this, this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+    if (session === undefined) {
+      return this.#poolQuery(this.#leaderOnlyConfig(parsed.config), ...args.slice(1));
+    }
+    return deliver(this.#onPrimary(parsed), parsed.callback);
   }
 
   /**
-   * `pg.Pool#connect`, with the callback run in the caller's async context. pg-pool calls a
-   * waiting caller back from whatever code released the client it gets, so without this the
-   * callback, and `pool.query()`'s statement, which pg-pool runs inside it, would run as the
-   * releasing request's session: that session's floors would be raised and the caller's not.
+   * `pg.Pool#query` on the primary, whose outcome is returned once the floors are raised. The
+   * client raises them after the connection went back to the pool: the position read (on the
+   * check connections) then does not hold a primary connection, as `pg.Pool` would not.
+   */
+  async #onPrimary(parsed: ParsedQuery): Promise<PgQueryResult> {
+    const own = this.#leaderOnlyConfig(parsed.config);
+    try {
+      return (await this.#poolQuery(own, parsed.values)) as PgQueryResult;
+    } finally {
+      await this.#leaderOnly.get(own);
+    }
+  }
+
+  /** pg-pool's `query`, on a connection of the primary (not a `RoutedCheckout`). */
+  #poolQuery(...args: unknown[]): unknown {
+    this.#direct = true;
+    try {
+      return poolQuery.apply(this, args);
+    } finally {
+      this.#direct = false;
+    }
+  }
+
+  /**
+   * `pg.Pool#connect`, its callback run in the caller's async context: pg-pool calls a waiting
+   * caller back from whatever code released the client, so `pool.query()`'s statement, which
+   * pg-pool runs inside that callback, would otherwise raise the releasing session's floors, not
+   * its own. With `routeCheckedOutReads: 'on-demand'`, a `RoutedCheckout`, which takes a
+   * primary connection only when a statement first needs one (see there for what changes).
    */
   override connect(): Promise<pg.PoolClient>;
   override connect(
-    callback: (
-      err: Error | undefined,
-      client: pg.PoolClient | undefined,
-      done: (release?: Untyped) => void,
-    ) => void,
+    callback: (error: Error | undefined, client: pg.PoolClient, done: ReleaseCallback) => void,
   ): void;
   override connect(
-    callback?: Parameters<pg.Pool['connect']>[0],
+    callback?: (error: Error | undefined, client: pg.PoolClient, done: ReleaseCallback) => void,
   ): Promise<pg.PoolClient> | undefined {
-    if (callback === undefined) return super.connect();
-    super.connect(AsyncResource.bind(callback));
+    const bound = callback === undefined ? undefined : AsyncResource.bind(callback);
+    if (this.#routeCheckedOutReads === 'on-demand' && !this.#direct && !this.ending) {
+      return handOut(this.#routing, () => super.connect() as Promise<RoutedClient>, bound);
+    }
+    if (bound === undefined) return super.connect();
+    super.connect(bound as never);
     return undefined;
   }
 
@@ -328,25 +363,21 @@ export class ReplicatedPool extends pg.Pool {
 
   #onRelease(client: unknown): void {
     const state = checkoutOf(client);
-    if (state === undefined) return;
-    const replica = state.replica;
-    state.replica = undefined;
-    // Released inside its read-only transaction: the replica connection is not reusable as is.
-    replica?.client.release(new Error('released inside a read-only transaction'));
-    // A cursor's writes are noted here: `release()` is synchronous in pg, so this finishes
-    // just after it returns.
-    if (state.cursorSessions.size > 0) {
-      void this.#replicas.notePrimary([...state.cursorSessions], 'write', nextMark());
-    }
+    if (state !== undefined) settleCheckout(state, this.#replicas);
   }
 
   #clientRouting(): ClientRouting {
     return {
       classify: (text) => this.#classifier.classify(text),
       mayRouteCheckedOut: (session) =>
-        this.#routeCheckedOutReads &&
+        this.#routeCheckedOutReads !== false &&
         (session !== undefined || this.#readOutsideSession === 'replica'),
       isLeaderOnly: (config) => typeof config === 'object' && this.#leaderOnly.has(config),
+      deferFloors: (config, noted) => {
+        if (typeof config !== 'object' || !this.#leaderOnly.has(config)) return false;
+        this.#leaderOnly.set(config, noted);
+        return true;
+      },
       routedRead: (parsed, session, verdict, onLeader) =>
         this.#replicas.routedRead(parsed, session, verdict, onLeader),
       beginOnReplica: (parsed, session, verdict) =>
@@ -379,7 +410,7 @@ export class ReplicatedPool extends pg.Pool {
     // A new object (the caller's stays untouched) that still reads every field of theirs.
     const own: PgQueryConfig =
       typeof config === 'string' ? { text: config } : (Object.create(config) as PgQueryConfig);
-    this.#leaderOnly.add(own);
+    this.#leaderOnly.set(own, undefined);
     return own;
   }
 }
@@ -387,56 +418,4 @@ export class ReplicatedPool extends pg.Pool {
 /** Creates a `ReplicatedPool`: a drop-in `pg.Pool` that routes reads inside sessions. */
 export function createReplicatedPool(options: ReplicatedPoolOptions): ReplicatedPool {
   return new ReplicatedPool(options);
-}
-
-function primaryName(option: ReplicatedPoolOptions['primary']): string {
-  if (Array.isArray(option)) return 'primary';
-  const name = (option as { name?: unknown } | undefined)?.name;
-  if (name === undefined || option instanceof pg.Pool) return 'primary';
-  if (typeof name !== 'string' || name === '') {
-    throw configError('createReplicatedPool: primary.name must be a non-empty string');
-  }
-  return name;
-}
-
-/** The configuration of the replicated pool's own connections, from the `primary` option. */
-function resolvePrimaryConfig(option: ReplicatedPoolOptions['primary']): pg.PoolConfig {
-  // A list of candidates: the first one's settings (the replica set checks the list; the pool's
-  // connections take their host and port from the primary found).
-  if (Array.isArray(option)) return resolvePrimaryConfig(option[0]);
-  if (typeof option === 'string') return copyConfig(option);
-  if (typeof option === 'object' && option !== null) {
-    if ('config' in option) {
-      const config: unknown = option.config;
-      if (typeof config === 'string' || (typeof config === 'object' && config !== null)) {
-        return copyConfig(config);
-      }
-    } else {
-      const pool = 'pool' in option ? option.pool : option;
-      const options = typeof pool === 'object' && pool !== null ? poolOptions(pool) : undefined;
-      if (options !== undefined) return options;
-    }
-  }
-  throw configError(
-    'createReplicatedPool: primary must be { config }, a URL, or a pg Pool (whose options the replicated pool uses for its own connections)',
-  );
-}
-
-function isRoutingReplicaSet(value: unknown): value is RoutingReplicaSet {
-  const set = value as Partial<RoutingReplicaSet> | null;
-  return (
-    typeof set === 'object' &&
-    set !== null &&
-    Array.isArray(set.nodeNames) &&
-    [
-      'snapshot',
-      'pool',
-      'connectionConfig',
-      'positionAfter',
-      'positionOn',
-      'markDown',
-      'waitFor',
-      'queryLeader',
-    ].every((method) => typeof (set as Record<string, unknown>)[method] === 'function')
-  );
 }

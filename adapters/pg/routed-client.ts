@@ -10,6 +10,7 @@ import {
   type PgQueryConfig,
   type PgQueryResult,
   parseQueryArgs,
+  type QueryCallback,
   queryText,
   type RawQuery,
 } from './pg-types.js';
@@ -34,6 +35,11 @@ export interface CheckoutState {
   readonly cursorSessions: Set<SessionContext>;
   /** The read-only transaction running on a replica instead of this connection, if any. */
   replica: ReplicaTransaction | undefined;
+  /**
+   * The last statement sent elsewhere than this connection (to a replica) or queued behind one,
+   * until it settles: later statements wait for it, as `pg` runs a client's statements in order.
+   */
+  busy: Promise<unknown> | undefined;
 }
 
 /** What a routed client needs from its pool. */
@@ -43,6 +49,11 @@ export interface ClientRouting {
   mayRouteCheckedOut(session: SessionContext | undefined): boolean;
   /** True for a statement the pool itself runs on the primary (already routed and reported). */
   isLeaderOnly(config: string | PgQueryConfig): boolean;
+  /**
+   * For a statement the pool runs: hands it the floor raise to await before returning the
+   * outcome (true), so the connection goes back to the pool first; false: await it here.
+   */
+  deferFloors(config: string | PgQueryConfig, noted: Promise<void>): boolean;
   /** A read-only statement where the router says; `onLeader` runs it on this client instead. */
   routedRead(
     parsed: ParsedQuery,
@@ -76,18 +87,45 @@ export interface ClientRouting {
   ): void;
 }
 
-const STATE = Symbol('causeway.checkout');
+export const STATE = Symbol('causeway.checkout');
+/** A routed client's `pg` query itself: a statement run on its own connection, unrouted. */
+export const RAW_QUERY = Symbol('causeway.rawQuery');
 
 /** A client of the routed pool, with its checkout state. */
-type RoutedClient = pg.Client & { [STATE]: CheckoutState };
+export type RoutedClient = pg.PoolClient & {
+  [STATE]: CheckoutState;
+  [RAW_QUERY]: RawQuery;
+};
 
 export function freshCheckout(): CheckoutState {
-  return { pinned: false, writers: new Set(), cursorSessions: new Set(), replica: undefined };
+  return {
+    pinned: false,
+    writers: new Set(),
+    cursorSessions: new Set(),
+    replica: undefined,
+    busy: undefined,
+  };
 }
 
 /** The checkout state of a routed pool's client (undefined for any other object). */
 export function checkoutOf(client: unknown): CheckoutState | undefined {
   return (client as Partial<RoutedClient> | null)?.[STATE];
+}
+
+/** What a checkout leaves when released: its replica transaction, its cursors' writes. */
+export function settleCheckout(
+  state: CheckoutState,
+  routing: Pick<ClientRouting, 'notePrimary'>,
+): void {
+  const replica = state.replica;
+  state.replica = undefined;
+  // Released inside its read-only transaction: the replica connection is not reusable as is.
+  replica?.client.release(new Error('released inside a read-only transaction'));
+  // A cursor's writes are noted here: `release()` is synchronous in pg, so this finishes just
+  // after it returns.
+  if (state.cursorSessions.size > 0) {
+    void routing.notePrimary([...state.cursorSessions], 'write', nextMark());
+  }
 }
 
 /**
@@ -103,10 +141,14 @@ export function routedClientClass(
   class RoutedPgClient extends Base {
     [STATE]: CheckoutState = freshCheckout();
 
+    [RAW_QUERY](...args: unknown[]): unknown {
+      return rawQuery.apply(this, args);
+    }
+
     // biome-ignore lint/suspicious/noExplicitAny: pg's overloads; the arguments are checked below.
     override query(...args: unknown[]): any {
       return clientQuery(
-        this,
+        this[STATE],
         routing,
         args,
         (...raw) => rawQuery.apply(this, raw),
@@ -126,14 +168,23 @@ export function routedClientClass(
   return RoutedPgClient as typeof pg.Client;
 }
 
-function clientQuery(
-  client: RoutedClient,
+/**
+ * A statement on a checked-out client whose checkout is `state`: `raw` runs it on the client's
+ * primary connection, `primaryStatus` is that connection's transaction status.
+ */
+export function clientQuery(
+  state: CheckoutState,
   routing: ClientRouting,
   args: unknown[],
   raw: RawQuery,
   primaryStatus: () => string,
+  queued = false,
 ): unknown {
-  const state = client[STATE];
+  if (state.busy !== undefined && !queued) {
+    return afterBusy(state, args, (later) =>
+      clientQuery(state, routing, later, raw, primaryStatus, true),
+    );
+  }
   const session = currentSession();
   const parsed = parseQueryArgs(args);
   if (parsed === undefined) {
@@ -165,8 +216,12 @@ function clientQuery(
     return raw(...args);
   }
   const verdict = routing.classify(queryText(parsed.config));
+  const run: PrimaryRun = [state, routing, parsed, verdict, session, raw, primaryStatus];
+  // Sent elsewhere: the checkout's next statements wait for it (unless queued behind it already).
+  const hold = (statement: Promise<PgQueryResult>) =>
+    deliver(queued ? statement : holding(state, statement), parsed.callback);
   if (state.replica !== undefined) {
-    return deliver(routing.inReplicaTransaction(state, parsed, verdict, session), parsed.callback);
+    return hold(routing.inReplicaTransaction(state, parsed, verdict, session));
   }
   if (
     !leaderOnly &&
@@ -175,33 +230,55 @@ function clientQuery(
     primaryStatus() === 'I' &&
     routing.mayRouteCheckedOut(session)
   ) {
-    const onLeader = () =>
-      runOnPrimary(client[STATE], routing, parsed, verdict, session, raw, primaryStatus);
-    if (verdict.readOnly) {
-      return deliver(routing.routedRead(parsed, session, verdict, onLeader), parsed.callback);
-    }
+    const onLeader = () => onPrimary(run);
+    if (verdict.readOnly) return hold(routing.routedRead(parsed, session, verdict, onLeader));
     const begun = routing.beginOnReplica(parsed, session, verdict).then((begin) => {
       if (begin === undefined) return onLeader();
       state.replica = begin.transaction;
       return begin.result;
     });
-    return deliver(begun, parsed.callback);
+    return hold(begun);
   }
   if (!leaderOnly) routing.emitLeaderRoute('checked-out-client', session, verdict.reason);
   if (!verdict.readOnly) state.pinned = true;
   if (session === undefined && state.writers.size === 0) return raw(...args);
-  return deliver(
-    runOnPrimary(client[STATE], routing, parsed, verdict, session, raw, primaryStatus),
-    parsed.callback,
-  );
+  if (parsed.callback === undefined) return onPrimary(run);
+  runOnPrimary(run, parsed.callback);
+  return undefined;
 }
 
-/**
- * Runs a statement on the primary connection and raises floors before the caller sees the
- * outcome: the write floor of every session that wrote in the transaction when it commits (or
- * after an autocommit statement that may write), the read floor after a read.
- */
-async function runOnPrimary(
+/** `statement`, as the checkout's `busy` until it settles. */
+function holding<T>(state: CheckoutState, statement: Promise<T>): Promise<T> {
+  state.busy = statement;
+  const settled = () => {
+    if (state.busy === statement) state.busy = undefined;
+  };
+  statement.then(settled, settled);
+  return statement;
+}
+
+/** Runs a statement (`run(args)`) once the checkout's `busy` one has settled. */
+function afterBusy(state: CheckoutState, args: unknown[], run: (args: unknown[]) => unknown) {
+  const previous = (state.busy as Promise<unknown>).then(noop, noop);
+  const parsed = parseQueryArgs(args);
+  if (parsed === undefined) {
+    // A Submittable (or a call pg takes apart itself): sent after the statements before it.
+    const later = holding(
+      state,
+      previous.then(() => run(args)),
+    );
+    later.catch(noop);
+    const submittable = args[0] as { submit?: unknown } | null;
+    return typeof submittable?.submit === 'function' ? submittable : undefined;
+  }
+  const later = previous.then(() => run([parsed.config, parsed.values]) as Promise<PgQueryResult>);
+  return deliver(holding(state, later), parsed.callback);
+}
+
+function noop(): void {}
+
+/** A statement for `runOnPrimary`: the checkout, the statement and how to run it there. */
+type PrimaryRun = readonly [
   state: CheckoutState,
   routing: ClientRouting,
   parsed: ParsedQuery,
@@ -209,38 +286,55 @@ async function runOnPrimary(
   session: SessionContext | undefined,
   raw: RawQuery,
   primaryStatus: () => string,
-): Promise<PgQueryResult> {
-  let result: PgQueryResult | undefined;
-  let failure: unknown;
-  let failed = false;
-  try {
-    result = (await raw(parsed.config, parsed.values)) as PgQueryResult;
-  } catch (error) {
-    failed = true;
-    failure = error;
-  }
-  const mark = nextMark();
-  const status = primaryStatus();
-  const sessions = new Set(state.writers);
-  if (session !== undefined) sessions.add(session);
-  let kind: 'read' | 'write' | undefined;
-  if (status === 'I') {
-    const rolledBack = verdict.command === 'rollback' || verdict.command === 'abort';
-    const wrote = state.writers.size > 0 || verdict.mayWrite;
-    state.writers.clear();
-    if (wrote && !rolledBack && !isReadTimeout(failure)) kind = 'write';
-    else if (verdict.readOnly && !failed) kind = 'read';
-  } else {
-    if (verdict.mayWrite && session !== undefined) state.writers.add(session);
-    if (verdict.readOnly && !failed && session !== undefined) {
-      sessions.clear();
-      sessions.add(session);
-      kind = 'read';
+];
+
+/**
+ * Runs a statement on the primary connection and raises floors before `done` sees the outcome:
+ * the write floor of every session that wrote in the transaction when it commits (or after an
+ * autocommit statement that may write), the read floor after a read. `done` is called from
+ * `pg`'s own callback when no floor is awaited here (none to raise, or the pool awaits it):
+ * `pg` calls back at ReadyForQuery, before it parses what follows in the same packet, so a
+ * stray message after it (some proxies send one) finds the statement settled and the pool's
+ * connection released, as with `pg.Pool`.
+ */
+function runOnPrimary(run: PrimaryRun, done: QueryCallback): void {
+  const [state, routing, parsed, verdict, session, raw, primaryStatus] = run;
+  // A config object of its own: `pg` stores the callback on the object it is given.
+  const config = typeof parsed.config === 'string' ? parsed.config : Object.create(parsed.config);
+  raw(config, parsed.values, (error: Error | null | undefined, result: PgQueryResult) => {
+    const failed = error !== null && error !== undefined;
+    const mark = nextMark();
+    const status = primaryStatus();
+    const sessions = new Set(state.writers);
+    if (session !== undefined) sessions.add(session);
+    let kind: 'read' | 'write' | undefined;
+    if (status === 'I') {
+      const rolledBack = verdict.command === 'rollback' || verdict.command === 'abort';
+      const wrote = state.writers.size > 0 || verdict.mayWrite;
+      state.writers.clear();
+      if (wrote && !rolledBack && !isReadTimeout(error)) kind = 'write';
+      else if (verdict.readOnly && !failed) kind = 'read';
+    } else {
+      if (verdict.mayWrite && session !== undefined) state.writers.add(session);
+      if (verdict.readOnly && !failed && session !== undefined) {
+        sessions.clear();
+        sessions.add(session);
+        kind = 'read';
+      }
     }
-  }
-  if (kind !== undefined && sessions.size > 0) await routing.notePrimary(sessions, kind, mark);
-  if (failed) throw failure;
-  return result as PgQueryResult;
+    const settle = () => done(failed ? error : undefined, result);
+    if (kind === undefined || sessions.size === 0) return settle();
+    const noted = routing.notePrimary(sessions, kind, mark);
+    if (routing.deferFloors(parsed.config, noted)) return settle();
+    void noted.then(settle);
+  });
+}
+
+/** `runOnPrimary`, settling a promise. */
+function onPrimary(run: PrimaryRun): Promise<PgQueryResult> {
+  return new Promise((resolve, reject) =>
+    runOnPrimary(run, (error, result) => (error ? reject(error) : resolve(result))),
+  );
 }
 
 /**

@@ -15,8 +15,8 @@ export function ormPool(
     primary: urls.primary,
     replicas: urls.replicas.map((url, i) => ({ name: `replica-${i + 1}`, config: url })),
     // Most ORMs check out a client for every query: let the reads such a client runs outside a
-    // transaction go to replicas too.
-    routeCheckedOutReads: true,
+    // transaction go to replicas too, without holding a primary connection meanwhile.
+    routeCheckedOutReads: 'on-demand',
     ...options,
   });
 }

@@ -76,8 +76,8 @@ interface Judged {
  * and no data-modifying CTE, whose every function, operator and cast is non-volatile in the
  * cluster's `pg_proc`/`pg_operator` (every overload of that name and argument count counts) and
  * not in `PRIMARY_ONLY_FUNCTIONS`. Anything unresolvable, unparseable, or judged before the
- * parser (WebAssembly, loaded at construction) or the catalog (`useCatalog`) is ready goes to
- * the primary.
+ * parser (WebAssembly, loaded at the first text or `ready()`) or the catalog (`useCatalog`) is
+ * ready goes to the primary.
  */
 export class SqlClassifier {
   readonly #extraFunctions: ReadonlySet<string>;
@@ -122,8 +122,6 @@ export class SqlClassifier {
       functions.add(asciiLowerCase(name));
     }
     this.#extraFunctions = functions;
-    // Until the parser has loaded, every text goes to the primary (and nothing is cached).
-    loadSqlParser().catch(() => {});
   }
 
   /**
@@ -191,7 +189,13 @@ export class SqlClassifier {
     if (sql.includes('\0'))
       return { verdict: unknownText('contains a NUL character'), final: true };
     const parsed = parseSql(sql);
-    if (parsed === undefined) return { verdict: unknownText('parser not ready'), final: false };
+    if (parsed === undefined) {
+      // Loaded at the first text (or `ready()`), not at construction: a pool used only outside
+      // sessions never classifies, and instantiating the parser would delay its first queries.
+      // Until it has loaded, every text goes to the primary (and nothing is cached).
+      loadSqlParser().catch(() => {});
+      return { verdict: unknownText('parser not ready'), final: false };
+    }
     if (!parsed.ok) return { verdict: unknownText(parsed.reason), final: true };
     const [first, ...rest] = parsed.statements;
     if (first === undefined) return { verdict: unknownText('empty statement'), final: true };

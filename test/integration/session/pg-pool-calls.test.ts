@@ -1,45 +1,25 @@
-import { randomBytes } from 'node:crypto';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { comparePositions } from '../../../src/session/position.js';
 import { testEnv } from '../../harness/env.js';
 import { installTelemetry } from '../../support/otel.js';
-import {
-  beforeLaggingApplies,
-  caughtUp,
-  classifierReady,
-  endRoutedPools,
-  routedPool,
-} from './routed-pool-support.js';
+import { beforeLaggingApplies, caughtUp, routedPool, tableForFile } from './routed-pool-support.js';
 
 const env = testEnv();
 const otel = installTelemetry();
-const TABLE = `route_calls_${randomBytes(4).toString('hex')}`;
-
-let direct: pg.Pool;
-
-beforeAll(async () => {
-  await classifierReady();
-  direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
-  await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
-  // Every replica must have the table before a test reads it there.
-  const { pool } = routedPool({ replica: env.replicaUrl, lagging: env.laggingReplicaUrl });
-  const created = await pool.replicaSet.writePosition();
-  await caughtUp(pool, 'replica', created);
-  await caughtUp(pool, 'lagging', created);
+// Every replica has the table before a test reads it there.
+const {
+  table: TABLE,
+  direct,
+  newId,
+} = tableForFile('route_calls', {
+  replica: env.replicaUrl,
+  lagging: env.laggingReplicaUrl,
 });
 
-afterAll(async () => {
-  await endRoutedPools();
-  await direct.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await direct.end();
-  otel.stop();
-});
-
-let nextId = 1;
-const newId = () => nextId++;
+afterAll(() => otel.stop());
 
 describe('drop-in pg.Pool', () => {
   it('accepts every query call form and routes reads in a session', async () => {

@@ -1,52 +1,32 @@
-import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import express, { type Request, type Response } from 'express';
 import pg from 'pg';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { PgReplicaSet } from '../../../adapters/pg/replica-set.js';
 import { consistency } from '../../../src/express.js';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { comparePositions, hasReached } from '../../../src/session/position.js';
 import { testEnv } from '../../harness/env.js';
 import { installTelemetry } from '../../support/otel.js';
-import {
-  beforeLaggingApplies,
-  caughtUp,
-  classifierReady,
-  endRoutedPools,
-  routedPool,
-} from './routed-pool-support.js';
+import { beforeLaggingApplies, caughtUp, routedPool, tableForFile } from './routed-pool-support.js';
 
 const env = testEnv();
 const otel = installTelemetry();
-const TABLE = `route_items_${randomBytes(4).toString('hex')}`;
+// Every replica has the table before a test reads it there.
+const {
+  table: TABLE,
+  direct,
+  newId,
+} = tableForFile('route_items', {
+  replica: env.replicaUrl,
+  lagging: env.laggingReplicaUrl,
+});
 const SECRET = 'pg-routing-test-secret-32-chars-long!';
 // The `express4` alias (Express 4) ships no types; the part used here is the same as Express 5's.
 const express4 = createRequire(import.meta.url)('express4') as typeof express;
 
-let direct: pg.Pool;
-
-beforeAll(async () => {
-  await classifierReady();
-  direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
-  await direct.query(`CREATE TABLE ${TABLE} (id int PRIMARY KEY, v text NOT NULL)`);
-  // Every replica must have the table before a test reads it there.
-  const { pool } = routedPool({ replica: env.replicaUrl, lagging: env.laggingReplicaUrl });
-  const created = await pool.replicaSet.writePosition();
-  await caughtUp(pool, 'replica', created);
-  await caughtUp(pool, 'lagging', created);
-});
-
-afterAll(async () => {
-  await endRoutedPools();
-  await direct.query(`DROP TABLE IF EXISTS ${TABLE}`);
-  await direct.end();
-  otel.stop();
-});
-
-let nextId = 1;
-const newId = () => nextId++;
+afterAll(() => otel.stop());
 
 describe('read-your-writes through the Express middleware', () => {
   it('without Causeway a read on the lagging replica right after a write is stale', async () => {

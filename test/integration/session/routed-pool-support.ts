@@ -1,7 +1,8 @@
 // Shared by the routed pool's integration tests: a pool over the test cluster that records its
-// route events and is ended after the file, and the lag helpers.
+// route events and is ended after the file, a table every replica has, and the lag helpers.
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { SqlClassifier } from '../../../adapters/pg/classify/index.js';
 import {
   createReplicatedPool,
@@ -90,4 +91,29 @@ export async function beforeLaggingApplies<T>(attempt: () => Promise<T>): Promis
       if (performance.now() - started < env.replicaDelayMs || run === 5) throw error;
     }
   }
+}
+
+/**
+ * A file's table `<prefix>_<random>` (id int PRIMARY KEY, v text NOT NULL): created before the
+ * file's tests, which start once every one of `replicas` has it, and dropped after them, when
+ * the pools `routedPool` made are ended. `direct` is a plain pool on the primary (setup and
+ * checks); `newId()` gives the file's next unused id.
+ */
+export function tableForFile(prefix: string, replicas: Record<string, string>) {
+  const table = `${prefix}_${randomBytes(4).toString('hex')}`;
+  const direct = new pg.Pool({ connectionString: env.primaryUrl, max: 2 });
+  let nextId = 1;
+  beforeAll(async () => {
+    await classifierReady();
+    await direct.query(`CREATE TABLE ${table} (id int PRIMARY KEY, v text NOT NULL)`);
+    const { pool } = routedPool(replicas);
+    const created = await pool.replicaSet.writePosition();
+    for (const name of Object.keys(replicas)) await caughtUp(pool, name, created);
+  });
+  afterAll(async () => {
+    await endRoutedPools();
+    await direct.query(`DROP TABLE IF EXISTS ${table}`);
+    await direct.end();
+  });
+  return { table, direct, newId: () => nextId++ };
 }
