@@ -37,6 +37,7 @@ export {
   type NearCacheTableOption,
 } from './near-cache/index.js';
 export { PgParticipant, type PgParticipantOptions } from './participant.js';
+export { type PooledClientPool, pooledClientModule } from './pooled-client-module.js';
 export {
   formatLsn,
   type PgNodeOption,

@@ -271,6 +271,7 @@ export const EXPORTS: Readonly<Record<string, { values: string[]; types: string[
       'pgDecisionLogTableSql',
       'pgFenceTableSql',
       'pgLeaseTableSql',
+      'pooledClientModule',
       'versionedStoreSql',
     ],
     types: [
@@ -298,6 +299,7 @@ export const EXPORTS: Readonly<Record<string, { values: string[]; types: string[
       'PgQueryablePool',
       'PgReplicaSetOptions',
       'PgRowsResult',
+      'PooledClientPool',
       'PgSubmittable',
       'PgVersionedStoreOptions',
       'PrimaryCandidateOption',
@@ -306,6 +308,7 @@ export const EXPORTS: Readonly<Record<string, { values: string[]; types: string[
       'PoolRouteReason',
       'ReplicaSource',
       'ReplicatedPoolOptions',
+      'RoutedCheckout',
       'RoutingReplicaSet',
       'SqlClassification',
       'SqlClassifierOptions',

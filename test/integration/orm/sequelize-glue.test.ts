@@ -1,4 +1,4 @@
-// The Sequelize recipe's connections are views of the routed pool: a session-level SET outside a
+// The Sequelize recipe's connections are views of the routed pool (`pooledClientModule`): a session-level SET outside a
 // transaction would reach one pooled connection only, so it is refused; SET LOCAL in a
 // transaction runs on the transaction's one client.
 import { QueryTypes } from 'sequelize';
