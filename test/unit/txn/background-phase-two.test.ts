@@ -40,7 +40,7 @@ describe("TwoPhaseCoordinator phaseTwo: 'background'", () => {
   });
 
   it('is off by default: transaction() resolves after phase two', async () => {
-    const { coordinator, users, perms, log } = setup({ optimizations: { onePhase: false } });
+    const { coordinator, users, perms } = setup({ optimizations: { onePhase: false } });
     await signup(coordinator);
     nothingPrepared(users, perms);
     expect(users.commits).toHaveLength(1);
