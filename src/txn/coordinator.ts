@@ -106,10 +106,11 @@ function warn(message: string, type: string): void {
  * prepared and its own commit records the decision; concurrent decisions are written together.
  *
  * It resolves once every branch has committed (with `phaseTwo: 'background'`: once the commit
- * decision is durable, see that option for what a caller then sees). If that takes longer than `commitWaitMs` (a
- * participant is unreachable) it rejects with `TXN_IN_DOUBT` whose `details.decision` says what
- * was decided (`'commit'`, or `'unknown'` when the log could not be reached): a commit decision
- * is durable and will be applied by the background retries or by recovery, never half-applied.
+ * decision is durable, see that option for what a caller then sees). If that takes longer than
+ * `commitWaitMs` (a participant is unreachable) it rejects with `TXN_IN_DOUBT` whose
+ * `details.decision` says what was decided (`'commit'`, or `'unknown'` when the log could not
+ * be reached): a commit decision is durable and will be applied by the background retries or
+ * by recovery, never half-applied.
  * A one-phase commit whose reply is lost is `TXN_IN_DOUBT` with
  * `decision: 'unknown'` (as a plain transaction would be). A transaction that touched no
  * participant, or wrote nothing, commits without a decision record.

@@ -114,7 +114,7 @@ export interface TwoPhaseCoordinatorOptions {
    * the same rows) right after `transaction()` resolves may not see the write, or may wait for
    * its lock. The transaction is still atomic: it will be applied everywhere. A background
    * phase two holds its `maxConcurrentTransactions` slot until it finishes; its failures are
-   * passed to `onRecoveryError` (heuristic outcomes to `onHeuristic`), never thrown. `close()`
+   * passed to `onRecoveryError` (a heuristic outcome to `onHeuristic` first), never thrown. `close()`
    * waits for background phase two in flight (retries are stopped and left to recovery), so a
    * clean close leaves no prepared transaction behind. Default: `'await'`.
    */
