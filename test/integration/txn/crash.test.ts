@@ -22,6 +22,8 @@ interface CrashCase {
   committed: boolean;
   /** Prepared branches the crash must have left for recovery, where that is known. */
   prepared?: number;
+  /** Recoverers run at once, without a lease (other processes restarting). Default: 1. */
+  recoverers?: number;
 }
 
 const NONE: TwoPhaseOptimizations = {
@@ -88,7 +90,7 @@ const PATHS: {
       { step: 'before-local-commit', participant: 'users', committed: false },
       { step: 'after-decision', committed: true },
       // SIGKILL after transaction() resolved, before phase two committed anything.
-      { step: 'background-phase-two', committed: true, prepared: 1 },
+      { step: 'background-phase-two', committed: true, prepared: 1, recoverers: 2 },
       { step: 'after-commit', participant: 'perms', committed: true },
     ],
   },
@@ -100,7 +102,7 @@ const PATHS: {
     cases: [
       { step: 'after-prepare', participant: 'users', committed: false },
       { step: 'after-decision', committed: true },
-      { step: 'background-phase-two', committed: true, prepared: 2 },
+      { step: 'background-phase-two', committed: true, prepared: 2, recoverers: 2 },
       { step: 'after-commit', participant: 'users', committed: true },
     ],
   },
@@ -177,11 +179,15 @@ describe('2PC crash points (coordinator SIGKILLed, then recovery)', () => {
 
           // A new coordinator process would do this at start-up; the prepare timeout is short
           // because the crashed coordinator is certainly gone.
-          const recovery = db.coordinator({ prepareTimeoutMs: 1 });
-          const report = await recovery.recover();
-          await recovery.close();
-          expect(report.failures).toEqual([]);
-          expect(report.heuristics).toEqual([]);
+          const recoverers = Array.from({ length: crash.recoverers ?? 1 }, () =>
+            db.coordinator({ prepareTimeoutMs: 1 }),
+          );
+          const reports = await Promise.all(recoverers.map((r) => r.recover()));
+          for (const r of recoverers) await r.close();
+          for (const report of reports) {
+            expect(report.failures).toEqual([]);
+            expect(report.heuristics).toEqual([]);
+          }
 
           const rows = await db.rows();
           const written = (ids: number[]) => ids.includes(id);
