@@ -183,11 +183,24 @@ describe('2PC crash points (coordinator SIGKILLed, then recovery)', () => {
             db.coordinator({ prepareTimeoutMs: 1 }),
           );
           const reports = await Promise.all(recoverers.map((r) => r.recover()));
-          for (const r of recoverers) await r.close();
           for (const report of reports) {
-            expect(report.failures).toEqual([]);
+            // Racing recoverers: PostgreSQL refuses a second COMMIT PREPARED of a branch the
+            // other is finishing ("is busy", 55000), left to the next round.
+            const failures =
+              recoverers.length === 1
+                ? report.failures
+                : report.failures.filter(
+                    (failure) => (failure.error as { code?: string }).code !== '55000',
+                  );
+            expect(failures).toEqual([]);
             expect(report.heuristics).toEqual([]);
           }
+          if (recoverers.length > 1) {
+            const next = await recoverers[0]!.recover();
+            expect(next.failures).toEqual([]);
+            expect(next.heuristics).toEqual([]);
+          }
+          for (const r of recoverers) await r.close();
 
           const rows = await db.rows();
           const written = (ids: number[]) => ids.includes(id);
