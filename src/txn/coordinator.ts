@@ -105,10 +105,12 @@ function warn(message: string, type: string): void {
  * writer commits it in one phase; when the log lives in a writer's database, that writer is not
  * prepared and its own commit records the decision; concurrent decisions are written together.
  *
- * It resolves once every branch has committed. If that takes longer than `commitWaitMs` (a
- * participant is unreachable) it rejects with `TXN_IN_DOUBT` whose `details.decision` says what
- * was decided (`'commit'`, or `'unknown'` when the log could not be reached): a commit decision
- * is durable and will be applied by the background retries or by recovery, never half-applied.
+ * It resolves once every branch has committed (with `phaseTwo: 'background'`: once the commit
+ * decision is durable, see that option for what a caller then sees). If that takes longer than
+ * `commitWaitMs` (a participant is unreachable) it rejects with `TXN_IN_DOUBT` whose
+ * `details.decision` says what was decided (`'commit'`, or `'unknown'` when the log could not
+ * be reached): a commit decision is durable and will be applied by the background retries or
+ * by recovery, never half-applied.
  * A one-phase commit whose reply is lost is `TXN_IN_DOUBT` with
  * `decision: 'unknown'` (as a plain transaction would be). A transaction that touched no
  * participant, or wrote nothing, commits without a decision record.
@@ -131,6 +133,7 @@ export class TwoPhaseCoordinator {
       'participants',
       'logParticipant',
       'optimizations',
+      'phaseTwo',
       'prepareTimeoutMs',
       'maxConcurrentTransactions',
       'transactionTimeoutMs',
@@ -171,6 +174,10 @@ export class TwoPhaseCoordinator {
     if (typeof maxConcurrent !== 'number' || !(maxConcurrent >= 1))
       throw configError('maxConcurrentTransactions must be at least 1');
     this.slots = new Slots(maxConcurrent);
+    const phaseTwo = options.phaseTwo ?? 'await';
+    if (phaseTwo !== 'await' && phaseTwo !== 'background') {
+      throw configError("phaseTwo must be 'await' or 'background'", { phaseTwo });
+    }
     this.options = {
       coordinatorId,
       log,
@@ -192,6 +199,7 @@ export class TwoPhaseCoordinator {
         options.onRecoveryError ??
         ((error) => warn(`2PC recovery round failed: ${String(error)}`, 'CausewayRecoveryWarning')),
       onStep: options.hooks?.onStep,
+      backgroundPhaseTwo: phaseTwo === 'background',
       ...resolveOptimizations(options, log),
     };
     this.protocol = new CommitProtocol(this.options, {
@@ -242,17 +250,21 @@ export class TwoPhaseCoordinator {
       async (span) => {
         const slot = this.slots.take();
         if (slot !== undefined) await slot;
+        let background: Promise<void> | undefined;
         try {
-          const result = await this.run(gid, fn, timeoutMs, span);
+          const run = await this.run(gid, fn, timeoutMs, span);
+          background = run.background;
           this.count('committed', span);
-          return { gid, outcome: 'committed' as const, result };
+          return { gid, outcome: 'committed' as const, result: run.result };
         } catch (error) {
           if (error instanceof StoppedAtStep) throw error.error;
           if (isCausewayError(error, ErrorCode.TXN_IN_DOUBT)) this.count('in-doubt', span);
           else this.count('aborted', span);
           throw error;
         } finally {
-          this.slots.give();
+          // A background phase two keeps its slot: prepared branches stay bounded by it.
+          if (background === undefined) this.slots.give();
+          else void background.finally(() => this.slots.give());
         }
       },
     );
@@ -289,15 +301,17 @@ export class TwoPhaseCoordinator {
 
   /**
    * Stops recovery and background phase-two retries (recovery, here or in another process,
-   * finishes what they leave) and releases the recovery lease. Participants and the log belong
-   * to the caller and stay open.
+   * finishes what they leave), waits for phase-two commits in flight (so a clean close leaves
+   * no prepared transaction behind, `phaseTwo: 'background'` included) and releases the
+   * recovery lease. Participants and the log belong to the caller and stay open.
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.deadlines.close();
     await this.recoverer.close();
-    await Promise.allSettled([...this.background]);
+    // A task can hand on to another as it settles (phase two past `commitWaitMs`).
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
   }
 
   private track(task: Promise<unknown>): void {
@@ -315,7 +329,7 @@ export class TwoPhaseCoordinator {
     fn: (tx: TwoPhaseTransaction) => Promise<T> | T,
     timeoutMs: number,
     span: Span,
-  ): Promise<T> {
+  ): Promise<{ result: T; background?: Promise<void> }> {
     const tx = new TransactionScope(gid, this.options.participants);
     const { branches } = tx;
     let result: T;
@@ -340,7 +354,7 @@ export class TwoPhaseCoordinator {
       throw aborted(gid, 'the transaction function failed', error);
     }
     tx.finished = true;
-    if (branches.size === 0) return result;
+    if (branches.size === 0) return { result };
     span.setAttribute(Attr.PARTICIPANTS, [...branches.keys()]);
     const open = new Map<string, ParticipantBranch>();
     for (const [name, branch] of branches) {
@@ -351,8 +365,8 @@ export class TwoPhaseCoordinator {
         throw aborted(gid, 'a participant could not begin', error);
       }
     }
-    await this.protocol.commit(gid, open, span);
-    return result;
+    const committed = await this.protocol.commit(gid, open, span);
+    return { result, background: committed?.background };
   }
 }
 

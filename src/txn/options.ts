@@ -13,6 +13,8 @@ import type { HeuristicEvent } from './recovery.js';
  * - `after-local-commit` (once, after a one-phase commit succeeded);
  * - `after-decision` (once the commit decision is durable: recorded in the log, or committed
  *   with the log's participant);
+ * - `background-phase-two` (once, with `phaseTwo: 'background'`, as phase two starts in the
+ *   background: `transaction()` resolves without waiting for this step or what follows);
  * - `after-commit` (once per prepared participant, as its commit succeeds).
  */
 export type TwoPhaseStep =
@@ -22,6 +24,7 @@ export type TwoPhaseStep =
   | 'before-local-commit'
   | 'after-local-commit'
   | 'after-decision'
+  | 'background-phase-two'
   | 'after-commit';
 
 export interface TwoPhaseStepInfo {
@@ -99,6 +102,24 @@ export interface TwoPhaseCoordinatorOptions {
   /** Switches optimizations on or off (see `TwoPhaseOptimizations` for each default). */
   optimizations?: TwoPhaseOptimizations;
   /**
+   * When `transaction()` resolves. `'await'`: once every prepared branch has committed (phase
+   * two done). `'background'`: as soon as the commit decision is durable (the commit point: the
+   * decision row committed, alone or with the log participant's branch); the prepared branches
+   * are committed (`COMMIT PREPARED`) in the background, retried like any phase two, and
+   * finished by recovery if this process dies first (early acknowledgement of presumed-abort
+   * 2PC: one flush less on the caller's path).
+   *
+   * The trade-off: until phase two finishes, a prepared branch's effects are invisible to
+   * other transactions on its participant and its rows stay locked, so a read (or write of
+   * the same rows) right after `transaction()` resolves may not see the write, or may wait for
+   * its lock. The transaction is still atomic: it will be applied everywhere. A background
+   * phase two holds its `maxConcurrentTransactions` slot until it finishes; its failures are
+   * passed to `onRecoveryError` (a heuristic outcome to `onHeuristic` first), never thrown. `close()`
+   * waits for background phase two in flight (retries are stopped and left to recovery), so a
+   * clean close leaves no prepared transaction behind. Default: `'await'`.
+   */
+  phaseTwo?: 'await' | 'background';
+  /**
    * Longest the prepare phase may take; a transaction whose prepares take longer is aborted.
    * Recovery presumes abort only for undecided branches older than this, so it must exceed any
    * real prepare phase. Default: 30 000 ms.
@@ -144,7 +165,10 @@ export interface TwoPhaseCoordinatorOptions {
    * it back by hand). Default: `process.emitWarning` with type `CausewayHeuristicWarning`.
    */
   onHeuristic?: (event: HeuristicEvent) => void;
-  /** Called with errors of background recovery rounds. Default: `process.emitWarning`. */
+  /**
+   * Called with errors of background recovery rounds and of background phase two (see
+   * `phaseTwo`; recovery finishes what it left). Default: `process.emitWarning`.
+   */
   onRecoveryError?: (error: unknown) => void;
   /** Crash-point injection, for tests only. Default: none. */
   hooks?: TwoPhaseHooks;

@@ -9,7 +9,7 @@ import {
   type ProtocolHost,
   phase,
   runStep,
-  type StoppedAtStep,
+  StoppedAtStep,
 } from './protocol-base.js';
 import {
   type BranchFinish,
@@ -24,6 +24,26 @@ export class PhaseTwo {
     private readonly config: ProtocolConfig,
     private readonly host: ProtocolHost,
   ) {}
+
+  /**
+   * Phase two after `transaction()` resolved (`phaseTwo: 'background'`): the returned task never
+   * rejects; its failures go to `onRecoveryError` (recovery finishes what it left), and the
+   * coordinator keeps it until `close()`.
+   */
+  commitInBackground(
+    gid: string,
+    prepared: Map<string, PreparedInfo>,
+    parent: Span,
+  ): Promise<void> {
+    const task = (async () => {
+      if (this.config.onStep) await this.step('background-phase-two', { gid });
+      await this.commitAll(gid, prepared, parent);
+    })().catch((error: unknown) =>
+      this.config.onRecoveryError(error instanceof StoppedAtStep ? error.error : error),
+    );
+    this.host.track(task);
+    return task;
+  }
 
   /** Phase two: commits every prepared branch in parallel, retrying each until done. */
   commitAll(gid: string, prepared: Map<string, PreparedInfo>, parent: Span): Promise<void> {

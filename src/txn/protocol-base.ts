@@ -26,6 +26,10 @@ export interface ProtocolConfig {
   readonly logParticipant: string | undefined;
   /** Set when decisions are batched. */
   readonly batcher: DecisionBatcher | undefined;
+  /** `phaseTwo: 'background'`: resolve at the commit point, commit prepared branches after. */
+  readonly backgroundPhaseTwo: boolean;
+  /** Told of background phase two's failures. */
+  readonly onRecoveryError: (error: unknown) => void;
 }
 
 /** What the protocol needs from its coordinator while it runs. */

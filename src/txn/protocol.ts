@@ -33,8 +33,16 @@ export class CommitProtocol {
     this.phaseTwo = new PhaseTwo(config, host);
   }
 
-  /** Ends `open` (every branch begun); resolves once committed, else rejects (see the coordinator). */
-  async commit(gid: string, open: Map<string, ParticipantBranch>, span: Span): Promise<void> {
+  /**
+   * Ends `open` (every branch begun); resolves once committed, else rejects (see the
+   * coordinator). With `phaseTwo: 'background'` it resolves at the commit point, to the phase
+   * two still running (`background`, which never rejects), if any.
+   */
+  async commit(
+    gid: string,
+    open: Map<string, ParticipantBranch>,
+    span: Span,
+  ): Promise<{ background: Promise<void> } | undefined> {
     try {
       if (this.config.onStep) await this.step('before-prepare', { gid });
     } catch (error) {
@@ -44,12 +52,13 @@ export class CommitProtocol {
     const writers = this.config.readOnly ? await this.endReadOnly(gid, open) : open;
     if (writers.size === 0) {
       span.setAttribute(Attr.TWO_PC_PATH, TwoPhasePath.READ_ONLY);
-      return;
+      return undefined;
     }
     const [first] = writers;
     if (writers.size === 1 && this.config.onePhase && first![1].commit !== undefined) {
       span.setAttribute(Attr.TWO_PC_PATH, TwoPhasePath.ONE_PHASE);
-      return this.commitOnePhase(gid, first![0], first![1], span);
+      await this.commitOnePhase(gid, first![0], first![1], span);
+      return undefined;
     }
     const logName = this.config.logParticipant;
     const withLog =
@@ -79,7 +88,12 @@ export class CommitProtocol {
       await this.phaseTwo.rollbackPrepared(gid, prepared);
       throw aborted(gid, decision.reason, decision.cause);
     }
+    if (this.config.backgroundPhaseTwo && prepared.size > 0) {
+      // Wrapped: an async function returning a promise would wait for it.
+      return { background: this.phaseTwo.commitInBackground(gid, prepared, span) };
+    }
     await this.phaseTwo.commitAll(gid, prepared, span);
+    return undefined;
   }
 
   /** Runs the step hook (callers skip the call, and its await, when there is none). */

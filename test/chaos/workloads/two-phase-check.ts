@@ -12,6 +12,7 @@ export const KILL_MODES = [
   'before-local-commit',
   'after-local-commit',
   'after-decision',
+  'background-phase-two',
   'after-commit:users',
   'after-commit:perms',
 ] as const;

@@ -5,11 +5,13 @@
  * start-up and every `recoveryIntervalMs`, and `concurrency` loops of transactions that insert
  * a row keyed by the transaction's gid into the same table in both databases.
  *
- * Two coordinators with the same id share the process, so every path runs in every
+ * Three coordinators with the same id share the process, so every path runs in every
  * incarnation: one with every optimization (its log shares the users pool, so the users branch
  * commits with the decision), whose transactions take turns in shape (`SHAPES`: both databases
  * written; users read and perms written, a read-only vote then a one-phase commit; users alone,
- * a one-phase commit), and one with none, writing both databases by classic 2PC.
+ * a one-phase commit); one with none, writing both databases by classic 2PC; and one with every
+ * optimization and `phaseTwo: 'background'`, writing both databases (acknowledged at the commit
+ * point, perms committed after).
  *
  * Protocol: one JSON event per line on stdout (`TwoPhaseEvent`), written synchronously (stdout
  * is a pipe), so every line written before a SIGKILL reaches the parent. An outcome is written
@@ -97,7 +99,10 @@ users.on('error', () => {});
 perms.on('error', () => {});
 
 let armed: KillPoint | undefined;
-const coordinatorOptions = (optimized: boolean): TwoPhaseCoordinatorOptions => ({
+const coordinatorOptions = (
+  optimized: boolean,
+  phaseTwo: 'await' | 'background' = 'await',
+): TwoPhaseCoordinatorOptions => ({
   coordinatorId: config.coordinatorId,
   log: new PgDecisionLog({ pool: users, table: config.logTable }),
   participants: {
@@ -128,11 +133,14 @@ const coordinatorOptions = (optimized: boolean): TwoPhaseCoordinatorOptions => (
           batchDecisions: false,
         },
       }),
+  phaseTwo,
   hooks: {
-    onStep: (step, info) => {
+    onStep: async (step, info) => {
       const at = armed;
       if (at === undefined || at.step !== step) return;
       if (at.participant !== undefined && at.participant !== info.participant) return;
+      // Once the caller's continuation ran: the transaction is reported committed, then it dies.
+      if (step === 'background-phase-two') await new Promise((resolve) => setImmediate(resolve));
       emit({
         t: 'dying',
         step,
@@ -145,6 +153,7 @@ const coordinatorOptions = (optimized: boolean): TwoPhaseCoordinatorOptions => (
 });
 const optimized = new TwoPhaseCoordinator(coordinatorOptions(true));
 const classic = new TwoPhaseCoordinator(coordinatorOptions(false));
+const background = new TwoPhaseCoordinator(coordinatorOptions(true, 'background'));
 
 let running = true;
 let sequence = 0;
@@ -154,9 +163,10 @@ async function transactionLoop(): Promise<void> {
     let gid: string | undefined;
     const seq = ++sequence;
     try {
-      const isOptimized = seq % 2 === 1;
-      const writes = isOptimized ? SHAPES[Math.floor(seq / 2) % SHAPES.length]! : SHAPES[0]!;
-      const coordinator = isOptimized ? optimized : classic;
+      // Turns: optimized (shapes in turn), classic, background phase two.
+      const turn = seq % 3;
+      const writes = turn === 1 ? SHAPES[Math.floor(seq / 3) % SHAPES.length]! : SHAPES[0]!;
+      const coordinator = turn === 1 ? optimized : turn === 2 ? classic : background;
       const result = await coordinator.transaction(async (tx) => {
         gid = tx.gid;
         emit({ t: 'begin', gid, writes });
@@ -195,7 +205,7 @@ async function transactionLoop(): Promise<void> {
 async function shutdown(): Promise<never> {
   running = false;
   await Promise.allSettled(loops);
-  await Promise.all([optimized.close(), classic.close()]);
+  await Promise.all([optimized.close(), classic.close(), background.close()]);
   await Promise.allSettled([users.end(), perms.end()]);
   emit({ t: 'stopped' });
   process.exit(0);

@@ -30,6 +30,7 @@ export interface CrashChildArgs {
   participant?: string;
   shape: CrashShape;
   optimizations: TwoPhaseOptimizations;
+  phaseTwo?: 'await' | 'background';
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as CrashChildArgs;
@@ -43,16 +44,19 @@ const coordinator = new TwoPhaseCoordinator({
     perms: new PgParticipant({ pool: perms }),
   },
   optimizations: args.optimizations,
+  phaseTwo: args.phaseTwo ?? 'await',
   hooks: {
-    onStep: (step, info) => {
+    onStep: async (step, info) => {
       if (step !== args.step) return;
       if (args.participant !== undefined && info.participant !== args.participant) return;
+      // Dies only once the caller was told the transaction committed.
+      if (step === 'background-phase-two') await acknowledged;
       process.stdout.write(`${info.gid}\n`);
       process.kill(process.pid, 'SIGKILL');
     },
   },
 });
-await coordinator.transaction(async (tx) => {
+const acknowledged = coordinator.transaction(async (tx) => {
   const insert = [`INSERT INTO ${args.table} (id) VALUES ($1)`, [args.id]] as const;
   if (args.shape === 'read-users') {
     await tx.participant('users').query(`SELECT count(*) FROM ${args.table}`);
@@ -61,5 +65,8 @@ await coordinator.transaction(async (tx) => {
   }
   if (args.shape !== 'users-only') await tx.participant('perms').query(...insert);
 });
+await acknowledged;
+// Waits for phase two in the background, where the step may still come.
+await coordinator.close();
 // Reaching here means the step never came: the parent test fails on the exit code.
 process.exit(0);

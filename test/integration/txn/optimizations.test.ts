@@ -239,4 +239,51 @@ describe('2PC optimizations on PostgreSQL', () => {
     await coordinator.close();
     await logPool.end();
   });
+  it("phaseTwo 'background': resolves at the commit point, the prepared branch invisible until phase two; a clean close() leaves nothing prepared", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const coordinator = db.coordinator({
+      phaseTwo: 'background',
+      hooks: {
+        onStep: async (step) => {
+          if (step === 'background-phase-two') await held;
+        },
+      },
+    });
+    const { gid } = await coordinator.transaction(async (tx) => {
+      await tx.participant('users').query(...insert(701));
+      await tx.participant('perms').query(...insert(701));
+    });
+    // Acknowledged: users committed with the decision; perms still prepared, its row unseen.
+    let rows = await db.rows();
+    expect(rows.users).toContain(701);
+    expect(rows.perms).not.toContain(701);
+    expect(await db.prepared()).toEqual([expect.stringContaining(gid.split(':').at(-1)!)]);
+    const closing = coordinator.close();
+    release();
+    await closing;
+    rows = await db.rows();
+    expect(rows.perms).toContain(701);
+    expect(await db.prepared()).toEqual([]);
+
+    // Many at once, closed right after they resolve: close() waits for every phase two.
+    const busy = db.coordinator({ phaseTwo: 'background' });
+    // Fewer than the pools' 10 connections: a new log checks its table on a connection of its own.
+    const ids = Array.from({ length: 6 }, (_, i) => 710 + i);
+    await Promise.all(
+      ids.map((id) =>
+        busy.transaction(async (tx) => {
+          await tx.participant('users').query(...insert(id));
+          await tx.participant('perms').query(...insert(id));
+        }),
+      ),
+    );
+    await busy.close();
+    expect(await db.prepared()).toEqual([]);
+    rows = await db.rows();
+    for (const id of ids)
+      expect(rows.perms.includes(id) && rows.users.includes(id), `${id}`).toBe(true);
+  });
 });

@@ -239,6 +239,12 @@ describe('TwoPhaseCoordinator over two PostgreSQL primaries', () => {
       separateLog: false,
       lease: false,
     },
+    {
+      name: 'phase two in the background (acknowledged at the commit point), two recoverers without a lease',
+      separateLog: false,
+      lease: false,
+      phaseTwo: 'background' as const,
+    },
   ];
   for (const race of races) {
     it(`never rolls back what it committed while recovery races live transactions: ${race.name}`, async () => {
@@ -253,6 +259,7 @@ describe('TwoPhaseCoordinator over two PostgreSQL primaries', () => {
         prepareTimeoutMs: 10_000,
         log,
         ...(race.separateLog ? { optimizations: { batchDecisions: true } } : {}),
+        ...(race.phaseTwo === undefined ? {} : { phaseTwo: race.phaseTwo }),
         // Below the servers' max_prepared_transactions (20), so PREPARE never runs out of slots.
         maxConcurrentTransactions: race.separateLog ? 16 : 8,
         hooks: { onStep: () => new Promise((resolve) => setTimeout(resolve, Math.random() * 60)) },
@@ -280,7 +287,7 @@ describe('TwoPhaseCoordinator over two PostgreSQL primaries', () => {
           }),
       );
       for (const r of recoverers) r.startRecovery({ intervalMs: 2 });
-      const base = race.separateLog ? 1_000 : 2_000;
+      const base = race.separateLog ? 1_000 : race.phaseTwo === undefined ? 2_000 : 3_000;
       const ids = Array.from({ length: 60 }, (_, i) => base + i);
       // Mixed shapes: both databases written; users read and perms written; users alone.
       const shape = (id: number) => (race.separateLog ? 0 : id % 3);
