@@ -144,6 +144,11 @@ export class PgDecisionLog implements DecisionLog {
     );
   }
 
+  /** Creates the table (with `createTable`), before a transaction's branches hold connections. */
+  ready(): Promise<void> {
+    return this.table.ensure();
+  }
+
   /** True for a `PgParticipant` given the same pool (hence the same database). */
   colocatedWith(participant: Participant): boolean {
     return participant instanceof PgParticipant && participant.pool === this.pool;

@@ -125,6 +125,8 @@ export class TwoPhaseCoordinator {
   private readonly protocol: CommitProtocol;
   private readonly slots: Slots;
   private closed = false;
+  /** Set once the log's `ready()` has resolved. */
+  private logReady = false;
 
   constructor(options: TwoPhaseCoordinatorOptions) {
     const { coordinatorId, log, participants } = knownOptions(options, 'TwoPhaseCoordinator', [
@@ -252,6 +254,7 @@ export class TwoPhaseCoordinator {
         if (slot !== undefined) await slot;
         let background: Promise<void> | undefined;
         try {
+          if (!this.logReady) await this.logIsReady(gid);
           const run = await this.run(gid, fn, timeoutMs, span);
           background = run.background;
           this.count('committed', span);
@@ -312,6 +315,15 @@ export class TwoPhaseCoordinator {
     await this.recoverer.close();
     // A task can hand on to another as it settles (phase two past `commitWaitMs`).
     while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  private async logIsReady(gid: string): Promise<void> {
+    try {
+      await this.options.log.ready?.();
+    } catch (error) {
+      throw aborted(gid, 'the decision log is not ready', error);
+    }
+    this.logReady = true;
   }
 
   private track(task: Promise<unknown>): void {

@@ -57,6 +57,13 @@ export interface DecisionLog {
     gid: string,
     participants: readonly string[],
   ): Promise<void>;
+  /**
+   * Gets the log ready (e.g. creates its table) before a transaction's branches hold
+   * connections: a log that shares a pool with a participant could otherwise wait for a
+   * connection that branches waiting on it hold. Called before each transaction until it has
+   * resolved once. Optional.
+   */
+  ready?(): Promise<void>;
   /** The decision for `gid`, if any. */
   get(gid: string): Promise<DecisionRecord | undefined>;
   /** Every decision whose gid starts with `prefix` (compared byte for byte, no patterns). */

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgDecisionLog } from '../../../adapters/pg/decision-log.js';
+import { PgParticipant } from '../../../adapters/pg/participant.js';
 import { isCausewayError } from '../../../src/errors.js';
+import { TwoPhaseCoordinator } from '../../../src/txn/coordinator.js';
 import { testEnv } from '../../harness/env.js';
 import { namespace, type Pair, pair, pool } from './helpers.js';
 
@@ -148,6 +150,38 @@ describe('2PC optimizations on PostgreSQL', () => {
       users: expect.arrayContaining([6, 7, 8]),
       perms: expect.arrayContaining([6, 7, 8]),
     });
+  });
+
+  it('a log creating its table on a pool its branches fill: created before they take connections', async () => {
+    // Two transactions hold both connections of the log's pool for their branches; the log
+    // table does not exist yet. Creating it at the commit would wait for a third connection.
+    const env = testEnv();
+    const [users, perms] = [pool(env.primaryUrl, 2), pool(env.primary2Url, 2)];
+    const logTable = `${db.logTable}_fresh`;
+    const coordinator = new TwoPhaseCoordinator({
+      coordinatorId: `${db.coordinatorId}f`,
+      log: new PgDecisionLog({ pool: users, table: logTable }),
+      participants: {
+        users: new PgParticipant({ pool: users }),
+        perms: new PgParticipant({ pool: perms }),
+      },
+      transactionTimeoutMs: 5000,
+    });
+    try {
+      const results = await Promise.all(
+        [910, 911].map((id) =>
+          coordinator.transaction(async (tx) => {
+            await tx.participant('users').query(...insert(id));
+            await tx.participant('perms').query(...insert(id));
+          }),
+        ),
+      );
+      expect(results.map((result) => result.outcome)).toEqual(['committed', 'committed']);
+    } finally {
+      await coordinator.close();
+      await users.query(`DROP TABLE IF EXISTS ${logTable}`);
+      await Promise.all([users.end(), perms.end()]);
+    }
   });
 
   it('commit with the log: a refusal at its COMMIT rolls the prepared branches back', async () => {
