@@ -8,7 +8,8 @@ import {
   startPostgresPrimary,
   startReplica,
 } from '../../harness/cluster.js';
-import { type Article, createArticles, startRelay } from './support.js';
+import { startRelay } from '../../support/tcp-relay.js';
+import { type Article, createArticles } from './support.js';
 
 // Its own primary and replica: the replica is promoted, which the shared cluster must not see.
 let primary: PgServer;

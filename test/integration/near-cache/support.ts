@@ -1,6 +1,5 @@
 // Shared set-up of the near-cache tests: a table of articles on the primary, a routed pool.
 import { randomBytes } from 'node:crypto';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import type pg from 'pg';
 import { NearCache, type NearCacheOptions } from '../../../adapters/pg/near-cache/index.js';
 import { parseLsn } from '../../../adapters/pg/replica-set.js';
@@ -74,39 +73,4 @@ export async function primaryPosition(db: pg.Pool) {
 /** Rows of `table` on the primary, by id. */
 export async function primaryRows(db: pg.Pool, table: string): Promise<Article[]> {
   return (await db.query(`SELECT id, slug, title, body, version FROM ${table} ORDER BY id`)).rows;
-}
-
-/**
- * A TCP relay on a free port to `target` (a real server's port), whose target can be moved: a
- * failover as a client configured with one address sees it (the address now reaches the promoted
- * node). `moveTo` also cuts every open connection, as the old primary's death would.
- */
-export async function startRelay(target: number) {
-  let port = target;
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(port, '127.0.0.1');
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.pipe(upstream).pipe(client);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port: listening } = server.address() as AddressInfo;
-  return {
-    url: `postgres://postgres@127.0.0.1:${listening}/postgres`,
-    moveTo(next: number) {
-      port = next;
-      for (const socket of sockets) socket.destroy();
-    },
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
 }

@@ -1,8 +1,8 @@
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SessionContext, withSession } from '../../../src/session/context.js';
 import { testEnv } from '../../harness/env.js';
+import { startRelay } from '../../support/tcp-relay.js';
 import { classifierReady, endRoutedPools, routedPool } from './routed-pool-support.js';
 
 const env = testEnv();
@@ -17,40 +17,23 @@ let relay: Awaited<ReturnType<typeof startStrayRelay>>;
  * appends a stray ParseComplete to the ReadyForQuery that ends it, in the same packet (as some
  * proxies do). `pg` calls back at ReadyForQuery, then fails the connection on the stray message.
  */
-async function startStrayRelay(port: number) {
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = connect(port, '127.0.0.1');
+function startStrayRelay(port: number) {
+  return startRelay(port, () => {
     let armed = false;
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('close', () => sockets.delete(socket));
-      socket.on('error', () => {
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.on('data', (chunk: Buffer) => {
-      if (chunk.includes(MARKER)) armed = true;
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      const at = armed ? chunk.indexOf(READY) : -1;
-      if (at < 0) return void client.write(chunk);
-      armed = false;
-      const end = at + READY.length + 1;
-      client.write(Buffer.concat([chunk.subarray(0, end), STRAY, chunk.subarray(end)]));
-    });
+    return {
+      fromClient(chunk, upstream) {
+        if (chunk.includes(MARKER)) armed = true;
+        upstream.write(chunk);
+      },
+      fromServer(chunk, client) {
+        const at = armed ? chunk.indexOf(READY) : -1;
+        if (at < 0) return void client.write(chunk);
+        armed = false;
+        const end = at + READY.length + 1;
+        client.write(Buffer.concat([chunk.subarray(0, end), STRAY, chunk.subarray(end)]));
+      },
+    };
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port: listening } = server.address() as AddressInfo;
-  return {
-    url: `postgres://postgres@127.0.0.1:${listening}/postgres`,
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
 }
 
 /** The pool's 'error' events, and a promise of the next one. */
