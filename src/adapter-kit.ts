@@ -30,6 +30,7 @@ export {
 } from './options.js';
 export {
   assertSessionState,
+  bindToSession,
   currentSession,
   mergeSessionStates,
   type SessionContext,

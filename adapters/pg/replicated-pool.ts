@@ -1,6 +1,6 @@
-import { AsyncResource } from 'node:async_hooks';
 import pg from 'pg';
 import {
+  bindToSession,
   configError,
   currentSession,
   knownOptions,
@@ -298,7 +298,7 @@ export class ReplicatedPool extends pg.Pool {
   override connect(
     callback?: (error: Error | undefined, client: pg.PoolClient, done: ReleaseCallback) => void,
   ): Promise<pg.PoolClient> | undefined {
-    const bound = callback === undefined ? undefined : AsyncResource.bind(callback);
+    const bound = callback === undefined ? undefined : bindToSession(callback);
     if (this.#routeCheckedOutReads === 'on-demand' && !this.#direct && !this.ending) {
       return handOut(this.#routing, () => super.connect() as Promise<RoutedClient>, bound);
     }

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
+  bindToSession,
   currentSession,
   mergeSessionStates,
   SessionContext,
@@ -128,5 +129,17 @@ describe('withSession / currentSession', () => {
       },
       { level: 'monotonic' },
     );
+  });
+});
+
+describe('bindToSession', () => {
+  it('runs the callback as the session that bound it, whoever calls it', () => {
+    const binder = new SessionContext({ id: 'binder' });
+    const caller = new SessionContext({ id: 'caller' });
+    const bound = withSession(binder, () => bindToSession((x: number) => [currentSession(), x]));
+    const unbound = bindToSession(() => currentSession());
+    expect(withSession(caller, () => bound(7))).toEqual([binder, 7]);
+    // Bound outside any session: it runs outside any, even when called from inside one.
+    expect(withSession(caller, () => unbound())).toBeUndefined();
   });
 });
