@@ -285,7 +285,7 @@ export class ReplicatedPool extends pg.Pool {
   }
 
   /**
-   * `pg.Pool#connect`, its callback run in the caller's async context: pg-pool calls a waiting
+   * `pg.Pool#connect`, its callback run in the caller's session (`bindToSession`): pg-pool calls a waiting
    * caller back from whatever code released the client, so `pool.query()`'s statement, which
    * pg-pool runs inside that callback, would otherwise raise the releasing session's floors, not
    * its own. With `routeCheckedOutReads: 'on-demand'`, a `RoutedCheckout`, which takes a
