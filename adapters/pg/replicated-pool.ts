@@ -285,10 +285,10 @@ export class ReplicatedPool extends pg.Pool {
   }
 
   /**
-   * `pg.Pool#connect`, its callback run in the caller's session (`bindToSession`): pg-pool calls a waiting
-   * caller back from whatever code released the client, so `pool.query()`'s statement, which
-   * pg-pool runs inside that callback, would otherwise raise the releasing session's floors, not
-   * its own. With `routeCheckedOutReads: 'on-demand'`, a `RoutedCheckout`, which takes a
+   * `pg.Pool#connect`, its callback run in the caller's session (`bindToSession`): pg-pool
+   * calls a waiting caller back from whatever code released the client, so `pool.query()`'s
+   * statement, which pg-pool runs inside that callback, would otherwise raise the releasing
+   * session's floors, not its own. With `routeCheckedOutReads: 'on-demand'`, a `RoutedCheckout`, which takes a
    * primary connection only when a statement first needs one (see there for what changes).
    */
   override connect(): Promise<pg.PoolClient>;
